@@ -1,0 +1,1 @@
+"""sco-recorder: stores the frames just before each self-checkout event, losslessly."""

@@ -1,0 +1,1 @@
+"""The API: accepts events, pins their frames, queues jobs, reports recordings."""

@@ -1,0 +1,55 @@
+"""The FastAPI app factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import redis
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from kombu.exceptions import OperationalError
+
+from services.api.bodylimit import BodyLimit
+from services.api.context import Context
+from services.api.routes import cameras, events, health, recordings
+from services.common.settings import Settings
+
+log = logging.getLogger(__name__)
+
+UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, OperationalError)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The API for the cameras and stores named in `settings`."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        context = Context.build(settings)
+        app.state.context = context
+        yield
+        context.close()
+
+    app = FastAPI(
+        title="sco-recorder",
+        summary="Records the camera frames just before each self-checkout event.",
+        version="1",
+        lifespan=lifespan,
+    )
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    for error in UNAVAILABLE:
+        app.add_exception_handler(error, store_unavailable)
+    for module in (events, recordings, cameras, health):
+        app.include_router(module.router)
+    return app
+
+
+async def store_unavailable(request: Request, error: Exception) -> JSONResponse:
+    """A store is down: ask the client to come back rather than fail with a 500."""
+    log.warning("%s %s: store unavailable: %s", request.method, request.url.path, error)
+    return JSONResponse(
+        {"detail": f"service unavailable: {type(error).__name__}; retry later"},
+        status_code=503,
+        headers={"Retry-After": "5"},
+    )

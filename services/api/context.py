@@ -1,0 +1,72 @@
+"""What the routes need, built once per app from the settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import redis
+from celery import Celery
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from services.common.cameras import CameraRegistry
+from services.common.framebuffer import FrameBuffer
+from services.common.recordings import RecordingStore
+from services.common.settings import Settings
+from services.common.taskqueue import make_celery
+
+
+@dataclass
+class Metrics:
+    """The API's own Prometheus metrics, in a registry of its own."""
+
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        self.accepted = Counter(
+            "sco_events_accepted", "Events answered 202.", ["camera_id"], registry=self.registry
+        )
+        self.duplicates = Counter(
+            "sco_events_duplicate", "Events recognised as repeats.", registry=self.registry
+        )
+        self.refused = Counter(
+            "sco_events_refused", "Events refused (4xx/5xx).", ["status"], registry=self.registry
+        )
+        self.accept_seconds = Histogram(
+            "sco_event_accept_seconds", "Time to accept an event.", registry=self.registry
+        )
+
+
+@dataclass
+class Context:
+    """Clients and stores shared by the routes."""
+
+    settings: Settings
+    frames: redis.Redis
+    state: redis.Redis
+    celery: Celery
+    store: RecordingStore
+    cameras: CameraRegistry
+    buffers: dict[str, FrameBuffer]
+    metrics: Metrics
+
+    @classmethod
+    def build(cls, settings: Settings) -> Context:
+        """Connect to the frame store and the state store named by the settings."""
+        options = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}
+        frames = redis.Redis.from_url(settings.frame_store_url, **options)
+        state = redis.Redis.from_url(settings.state_store_url, **options)
+        return cls(
+            settings=settings,
+            frames=frames,
+            state=state,
+            celery=make_celery(settings),
+            store=RecordingStore(state),
+            cameras=CameraRegistry(frames),
+            buffers={camera: FrameBuffer(frames, camera) for camera in settings.camera_ids},
+            metrics=Metrics(),
+        )
+
+    def close(self) -> None:
+        """Release connections."""
+        self.frames.close()
+        self.state.close()

@@ -1,0 +1,44 @@
+"""Liveness, readiness and metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from services.api.deps import ContextDep
+from services.api.routes.cameras import describe_camera
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    """The process is alive."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", responses={503: {"description": "Not ready"}})
+def readyz(context: ContextDep) -> JSONResponse:
+    """Ready when both stores answer and every camera sent a frame within `stale_after`."""
+    problems: list[str] = []
+    for name, client in (("frame store", context.frames), ("state store", context.state)):
+        try:
+            client.ping()
+        except Exception as error:  # any failure to answer means not ready
+            problems.append(f"{name}: {error}")
+    if not problems:
+        for camera in context.settings.camera_ids:
+            view = describe_camera(context, camera)
+            age = view.last_frame_age_s
+            if age is None or age > context.settings.stale_after:
+                problems.append(f"camera {camera}: no fresh frame (state {view.state})")
+    if problems:
+        return JSONResponse({"status": "not ready", "problems": problems}, status_code=503)
+    return JSONResponse({"status": "ready"})
+
+
+@router.get("/metrics")
+def metrics(context: ContextDep) -> Response:
+    """Prometheus metrics of this API process."""
+    return Response(generate_latest(context.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,1 @@
+"""The capture: one source into one camera's capped frame stream."""

@@ -1,0 +1,40 @@
+"""Capture entry point: open the source, run the loop, stop cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+
+import redis
+
+from services.capture.service import Capture
+from services.capture.source import open_source, parse_source
+from services.common.cameras import CameraRegistry
+from services.common.framebuffer import FrameBuffer
+from services.common.logconfig import configure_logging
+from services.common.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def main(settings: Settings) -> None:
+    """Capture `settings.source` into the stream of `settings.camera_id` until SIGTERM/SIGINT."""
+    configure_logging(settings.log_level)
+    spec = parse_source(settings.source)
+    client = redis.Redis.from_url(
+        settings.frame_store_url, socket_timeout=5, socket_connect_timeout=5
+    )
+    capture = Capture(
+        settings,
+        spec=spec,
+        buffer=FrameBuffer(client, settings.camera_id),
+        registry=CameraRegistry(client),
+        opener=open_source,
+    )
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    log.info("camera %s: capturing %s", settings.camera_id, spec.target)
+    capture.run(stop)
+    log.info("camera %s: stopped after %d frames", settings.camera_id, capture.counters.frames_read)

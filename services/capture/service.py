@@ -1,0 +1,228 @@
+"""The capture loop: read frames, stamp them, push them raw into the camera's stream."""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import redis
+
+from services.capture.source import FrameSource, SourceError, SourceSpec
+from services.common.cameras import CameraRegistry
+from services.common.contracts import CameraStatus, from_us, utcnow
+from services.common.framebuffer import FrameBuffer
+from services.common.framecodec import Pixels
+from services.common.settings import Settings
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 1.0
+MAX_BACKOFF_SECONDS = 10.0
+REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+
+
+def frames_kept(settings: Settings, fps: float) -> int:
+    """Frames the stream holds in steady state: N, plus the trusted event_time's age window."""
+    if settings.trust_event_time:
+        return settings.frames + math.ceil(fps * settings.max_event_age)
+    return settings.frames
+
+
+def buffer_cap(settings: Settings, fps: float) -> int:
+    """The stream's hard cap: N frames plus what a pin may hold for max_delay seconds."""
+    if settings.max_buffer_frames:
+        return max(settings.max_buffer_frames, frames_kept(settings, fps))
+    return (
+        frames_kept(settings, fps) + settings.max_frames_after + math.ceil(fps * settings.max_delay)
+    )
+
+
+@dataclass
+class Counters:
+    """What the heartbeat reports."""
+
+    frames_read: int = 0
+    late: int = 0
+    dropped: int = 0
+    errors: int = 0
+    last_error: str | None = None
+    last_frame_us: int | None = None
+    width: int = 0
+    height: int = 0
+    recent: deque[float] = field(default_factory=lambda: deque(maxlen=256))
+
+    def fps(self, now: float) -> float:
+        """Frames per second over the last two seconds."""
+        window = [moment for moment in self.recent if now - moment <= 2.0]  # noqa: PLR2004
+        return len(window) / 2.0 if window else 0.0
+
+    def fail(self, message: str) -> None:
+        """Count an error and remember it for the heartbeat."""
+        self.errors += 1
+        self.last_error = message
+
+
+class Capture:
+    """Runs one source into one camera's frame buffer until stopped."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        spec: SourceSpec,
+        buffer: FrameBuffer,
+        registry: CameraRegistry,
+        opener: Callable[[SourceSpec], FrameSource],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.spec = spec
+        self.buffer = buffer
+        self.registry = registry
+        self.opener = opener
+        self.clock = clock
+        self.counters = Counters()
+        self.state = "starting"
+        self.fps = 0.0
+        self._next_heartbeat = 0.0
+
+    def run(self, stop: threading.Event) -> None:
+        """Capture until `stop` is set; live sources are reopened with backoff."""
+        backoff = 0.5
+        while not stop.is_set():
+            source = self._open(stop)
+            if source is None:
+                break
+            try:
+                backoff = 0.5 if self._pump(source, stop) else backoff
+            finally:
+                source.close()
+            if stop.is_set():
+                break
+            self.state = "reconnecting"
+            self._heartbeat(force=True)
+            log.warning("source %s lost; reconnecting in %.1f s", self.spec.target, backoff)
+            stop.wait(backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+        self.state = "stopped"
+        self._heartbeat(force=True)
+
+    def _open(self, stop: threading.Event) -> FrameSource | None:
+        backoff = 0.5
+        while not stop.is_set():
+            try:
+                source = self.opener(self.spec)
+            except SourceError as error:
+                if not self.spec.is_live:
+                    self.state = "failed"
+                    self.counters.fail(str(error))
+                    self._heartbeat(force=True)
+                    raise
+                self.counters.fail(str(error))
+                self.state = "reconnecting"
+                self._heartbeat(force=True)
+                log.warning("%s; retrying in %.1f s", error, backoff)
+                stop.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+                continue
+            self.fps = source.fps
+            self.state = "running"
+            log.info("capturing %s at %.2f fps", self.spec.target, source.fps)
+            return source
+        return None
+
+    def _pump(self, source: FrameSource, stop: threading.Event) -> bool:
+        """Move frames until the source fails (False) or we are stopped (True)."""
+        period = 1.0 / source.fps
+        cap = buffer_cap(self.settings, source.fps)
+        keep = frames_kept(self.settings, source.fps)
+        started, emitted = self.clock(), 0
+        while not stop.is_set():
+            got = source.read()
+            if got is None:
+                self.counters.fail(f"source {self.spec.target!r}: read failed")
+                return False
+            pixels, index = got
+            if not self.spec.is_live:
+                started, emitted = self._pace(started, emitted, period, stop)
+            self._push(pixels, index, keep, cap)
+            self._heartbeat()
+        return True
+
+    def _pace(
+        self, started: float, emitted: int, period: float, stop: threading.Event
+    ) -> tuple[float, int]:
+        """Hold a file's frame until its moment at the native rate; count it late if missed."""
+        due = started + emitted * period
+        now = self.clock()
+        if now < due:
+            stop.wait(due - now)
+        elif now - due > period:
+            self.counters.late += 1
+            if now - due > 1.0:
+                # Far behind (a stall): start the schedule over rather than burst to catch up.
+                return now, 1
+        return started, emitted + 1
+
+    def _push(self, pixels: Pixels, index: int, keep: int, cap: int) -> None:
+        now = self.clock()
+        counters = self.counters
+        # Capture times must grow even if the wall clock steps back: the window depends on it.
+        captured_us = max(int(now * 1_000_000), (counters.last_frame_us or 0) + 1)
+        counters.frames_read += 1
+        counters.height, counters.width = pixels.shape[0], pixels.shape[1]
+        try:
+            self.buffer.append(
+                pixels,
+                source_index=index,
+                sequence=counters.frames_read,
+                captured_us=captured_us,
+                keep=keep,
+                hard_cap=cap,
+                now_ms=int(now * 1000),
+            )
+        except REDIS_ERRORS as error:
+            counters.dropped += 1
+            counters.fail(f"frame store: {error}")
+            if counters.dropped % 100 == 1:
+                log.warning("dropped frame %d: %s", counters.frames_read, error)
+            return
+        counters.last_frame_us = captured_us
+        counters.recent.append(now)
+        if self.state != "running":
+            self.state = "running"
+
+    def _heartbeat(self, force: bool = False) -> None:
+        now = self.clock()
+        if not force and now < self._next_heartbeat:
+            return
+        self._next_heartbeat = now + HEARTBEAT_SECONDS
+        try:
+            self.registry.publish(self.status(now))
+        except REDIS_ERRORS as error:
+            log.debug("heartbeat not published: %s", error)
+
+    def status(self, now: float) -> CameraStatus:
+        """The heartbeat as it stands."""
+        counters = self.counters
+        return CameraStatus(
+            camera_id=self.buffer.camera_id,
+            source=self.spec.target,
+            state=self.state,  # type: ignore[arg-type]  # only the literals above are assigned
+            fps=round(counters.fps(now), 2),
+            width=counters.width,
+            height=counters.height,
+            frames_read=counters.frames_read,
+            late_frames=counters.late,
+            dropped_frames=counters.dropped,
+            errors=counters.errors,
+            last_error=counters.last_error,
+            last_frame_at=from_us(counters.last_frame_us) if counters.last_frame_us else None,
+            buffer_cap=buffer_cap(self.settings, self.fps or 1.0),
+            updated_at=utcnow(),
+        )

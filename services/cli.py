@@ -1,0 +1,185 @@
+"""`sco-recorder`: one command whose subcommands start each service, or all of them."""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import httpx
+
+from services.common.contracts import Status
+from services.common.settings import Settings, SettingsError, load_settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def settings_options(command: F) -> F:
+    """The flags that mirror SCO_* settings; a flag not given leaves the environment's value."""
+    options = [
+        click.option("--source", help="Video file, camera index, or RTSP/HTTP URL [SCO_SOURCE]."),
+        click.option("--camera-id", help="Camera ID [SCO_CAMERA_ID]."),
+        click.option(
+            "--output",
+            "output_dir",
+            type=click.Path(path_type=Path, file_okay=False),
+            help="Recordings root [SCO_OUTPUT_DIR].",
+        ),
+        click.option("--frames", type=int, help="Frames before each event, N [SCO_FRAMES]."),
+        click.option("--port", type=int, help="API port [SCO_PORT]."),
+        click.option("--host", help="API bind address [SCO_HOST]."),
+        click.option("--workers", type=int, help="Worker processes [SCO_WORKERS]."),
+        click.option("--redis-url", help="Frame store [SCO_REDIS_URL, REDIS_URL]."),
+        click.option("--broker-url", help="Broker and state store [SCO_BROKER_URL]."),
+        click.option("--log-level", help="Logging level [SCO_LOG_LEVEL]."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def settings_from(flags: dict[str, Any]) -> Settings:
+    """Settings from the environment and flags; an invalid one stops us with its name."""
+    try:
+        return load_settings(**flags)
+    except SettingsError as error:
+        raise click.UsageError(str(error)) from None
+
+
+def needs_redis(settings: Settings) -> Settings:
+    """Single services need a Redis to talk to; only `up` starts one of its own."""
+    if settings.redis_url is None:
+        raise click.UsageError("set SCO_REDIS_URL (or --redis-url), or use `sco-recorder up`")
+    return settings
+
+
+def service(command: Callable[[Settings], None]) -> Callable[..., None]:
+    """Wrap a service's main(settings) as a click command body."""
+
+    @functools.wraps(command)
+    def run(**flags: Any) -> None:
+        command(needs_redis(settings_from(flags)))
+
+    return run
+
+
+@click.group()
+@click.version_option(package_name="sco-recorder")
+def cli() -> None:
+    """Record the camera frames just before each self-checkout event."""
+
+
+@cli.command()
+@settings_options
+def capture(**flags: Any) -> None:
+    """Capture one source into its camera's frame stream."""
+    from services.capture.main import main  # noqa: PLC0415  # each service loads only its own deps
+
+    service(main)(**flags)
+
+
+@cli.command()
+@settings_options
+def api(**flags: Any) -> None:
+    """Serve the HTTP API."""
+    from services.api.main import main  # noqa: PLC0415  # each service loads only its own deps
+
+    service(main)(**flags)
+
+
+@cli.command()
+@settings_options
+def worker(**flags: Any) -> None:
+    """Run Celery workers that write recordings."""
+    from services.worker.main import main  # noqa: PLC0415  # each service loads only its own deps
+
+    service(main)(**flags)
+
+
+@cli.command()
+@settings_options
+def up(**flags: Any) -> None:
+    """Start capture, API and workers on this machine (with an embedded Redis if no URL)."""
+    from services.capture.source import SourceError  # noqa: PLC0415  # see capture
+    from services.common.logconfig import configure_logging  # noqa: PLC0415
+    from services.stack import Stack, banner  # noqa: PLC0415
+
+    settings = settings_from(flags)
+    configure_logging(settings.log_level)
+    stack = Stack(settings)
+    try:
+        stack.start()
+        if not stack.wait_ready():
+            raise click.ClickException(f"{stack.failed() or 'the API'} did not start; see above")
+        click.echo(banner(stack.settings))
+        code = stack.run_until_stopped()
+    except SourceError as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        stack.stop()
+    sys.exit(code)
+
+
+@cli.command()
+@click.option("--url", default="http://127.0.0.1:8000", show_default=True, help="API base URL.")
+@click.option("--count", default=1, show_default=True, type=click.IntRange(1), help="Events.")
+@click.option("--camera-id", default=None, help="Camera (default: the API's only camera).")
+@click.option("--frames-before", type=click.IntRange(1), default=None, help="Frames per event.")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for final states.")
+def send(
+    url: str, count: int, camera_id: str | None, frames_before: int | None, wait: bool
+) -> None:
+    """Post test events (a batch, with a progress bar) and report where they ended."""
+    batch = uuid.uuid4().hex[:8]
+    with httpx.Client(base_url=url, timeout=10.0) as client:
+        ids = []
+        with click.progressbar(range(count), label="sending events") as bar:
+            for number in bar:
+                body: dict[str, Any] = {
+                    "transaction_id": f"TEST-{batch}-{number + 1}",
+                    "metadata": {"source": "sco-recorder send", "event": number + 1},
+                }
+                if camera_id:
+                    body["camera_id"] = camera_id
+                if frames_before:
+                    body["frames_before"] = frames_before
+                answer = client.post("/v1/events", json=body)
+                if answer.status_code != 202:  # noqa: PLR2004
+                    raise click.ClickException(f"{answer.status_code}: {answer.text}")
+                ids.append(answer.json()["recording_id"])
+        if wait:
+            report_final(client, ids)
+
+
+def report_final(client: httpx.Client, ids: list[str], timeout: float = 120.0) -> None:
+    """Poll each recording until it is final and print one line per recording."""
+    deadline = time.monotonic() + timeout
+    with click.progressbar(ids, label="waiting for recordings") as bar:
+        results = []
+        for recording_id in bar:
+            while True:
+                recording = client.get(f"/v1/recordings/{recording_id}").json()
+                if Status(recording["status"]).is_final or time.monotonic() > deadline:
+                    results.append(recording)
+                    break
+                time.sleep(0.2)
+    for recording in results:
+        saved = f"{recording.get('frames_saved')}/{recording['frames_requested']} frames"
+        reason = f" ({recording['reason']})" if recording.get("reason") else ""
+        click.echo(f"{recording['recording_id']} {recording['status']} {saved}{reason}")
+        if recording.get("path"):
+            click.echo(f"  {recording['path']}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli()
+
+
+if __name__ == "__main__":
+    main()

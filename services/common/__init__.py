@@ -1,0 +1,1 @@
+"""What capture, API and worker share: settings, keys, contracts, the frame buffer, the queue."""

@@ -1,0 +1,24 @@
+"""Camera heartbeats: the capture publishes its status, the API reads it."""
+
+from __future__ import annotations
+
+import redis
+
+from services.common import keys
+from services.common.contracts import CameraStatus
+
+
+class CameraRegistry:
+    """Latest status per camera in the frame store, kept after the capture stops."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._redis = client
+
+    def publish(self, status: CameraStatus) -> None:
+        """Store the capture's current status."""
+        self._redis.set(keys.camera_status(status.camera_id), status.model_dump_json())
+
+    def read(self, camera_id: str) -> CameraStatus | None:
+        """The last status a capture published for this camera, if any."""
+        raw = self._redis.get(keys.camera_status(camera_id))
+        return CameraStatus.model_validate_json(raw) if raw else None

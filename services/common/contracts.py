@@ -1,0 +1,160 @@
+"""Typed values that cross a boundary: the event body, the job, the recording and its manifest."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from services.common.settings import CAMERA_ID_PATTERN
+
+TRANSACTION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+RECORDING_ID_PATTERN = r"^[0-9a-f]{32}$"
+
+
+class Status(str, Enum):
+    """Where a recording is in its life; the last three are final."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETE = "complete"
+    PARTIAL = "partial"
+    FAILED = "failed"
+
+    @property
+    def is_final(self) -> bool:
+        """True once nothing will change the recording any more."""
+        return self in {Status.COMPLETE, Status.PARTIAL, Status.FAILED}
+
+
+class EventIn(BaseModel):
+    """What the cashier system sends, over HTTP or MQTT; every field is optional."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    camera_id: str | None = Field(default=None, pattern=CAMERA_ID_PATTERN)
+    transaction_id: str | None = Field(default=None, pattern=TRANSACTION_ID_PATTERN)
+    event_time: AwareDatetime | None = Field(
+        default=None, description="RFC 3339 with a UTC offset; the moment when trusted."
+    )
+    frames_before: int | None = Field(default=None, ge=1)
+    frames_after: int = Field(default=0, ge=0)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class EventAccepted(BaseModel):
+    """The 202 answer to an event."""
+
+    recording_id: str
+    status: Status
+    status_url: str
+
+
+class RecordingJob(BaseModel):
+    """The Celery payload: references to frames, never frame bytes."""
+
+    version: Literal[1] = 1
+    recording_id: str = Field(pattern=RECORDING_ID_PATTERN)
+    camera_id: str = Field(pattern=CAMERA_ID_PATTERN)
+    transaction_id: str | None = None
+    event_us: int = Field(description="The event's moment, µs since the epoch.")
+    event_time_source: Literal["received", "cashier"]
+    event_time_sent: str | None = None
+    received_at: datetime
+    frames_before: int = Field(ge=1)
+    frames_after: int = Field(ge=0)
+    pinned_first_id: str | None = Field(description="Oldest frame pinned at receipt.")
+    pinned_count: int = Field(ge=0, description="Frames at or before the moment at receipt.")
+    buffered_at_pin: int = Field(ge=0, description="Frames in the buffer at receipt.")
+    pin_member: str
+    pin_deadline_ms: int
+    metadata: dict[str, Any]
+
+
+class FrameRecord(BaseModel):
+    """One saved frame, as listed in metadata.json."""
+
+    file: str
+    source_index: int
+    sequence: int
+    captured_at: datetime
+    stream_id: str
+    sha256: str
+    width: int
+    height: int
+
+
+class Manifest(BaseModel):
+    """metadata.json: the metadata as received, the envelope, and the frames."""
+
+    version: Literal[1] = 1
+    recording_id: str
+    camera_id: str
+    transaction_id: str | None
+    event_time: datetime
+    event_time_source: Literal["received", "cashier"]
+    event_time_sent: str | None
+    received_at: datetime
+    written_at: datetime
+    status: Status
+    reason: str | None
+    frames_requested: int
+    frames_saved: int
+    frames_before: int
+    frames_after: int
+    encoder: str
+    frames: list[FrameRecord]
+    metadata: dict[str, Any]
+
+
+class Recording(BaseModel):
+    """A recording's status as the API shows it."""
+
+    recording_id: str
+    camera_id: str
+    transaction_id: str | None = None
+    status: Status
+    reason: str | None = None
+    frames_requested: int
+    frames_saved: int | None = None
+    path: str | None = None
+    event_time: datetime
+    received_at: datetime
+    updated_at: datetime
+
+
+class CameraStatus(BaseModel):
+    """The capture's heartbeat for one camera."""
+
+    version: Literal[1] = 1
+    camera_id: str
+    source: str
+    state: Literal["starting", "running", "reconnecting", "stopped", "failed"]
+    fps: float = 0.0
+    width: int = 0
+    height: int = 0
+    frames_read: int = 0
+    late_frames: int = 0
+    dropped_frames: int = 0
+    errors: int = 0
+    last_error: str | None = None
+    last_frame_at: datetime | None = None
+    buffer_cap: int = 0
+    updated_at: datetime
+
+
+def from_us(micros: int) -> datetime:
+    """A UTC datetime from µs since the epoch."""
+    return datetime.fromtimestamp(micros / 1_000_000, tz=timezone.utc)
+
+
+def to_us(moment: datetime) -> int:
+    """µs since the epoch from an aware datetime."""
+    return round(moment.timestamp() * 1_000_000)
+
+
+def utcnow() -> datetime:
+    """Now, in UTC."""
+    return datetime.now(tz=timezone.utc)

@@ -1,0 +1,49 @@
+"""Every Redis key, stream name, queue and Celery task name, in one place."""
+
+from __future__ import annotations
+
+PREFIX = "sco"
+
+# Celery.
+RECORD_TASK = "sco.record"
+RECORD_QUEUE = "sco-recordings"
+
+
+# Frame store (disposable, no persistence).
+def frame_stream(camera_id: str) -> str:
+    """The capped stream of raw frames of one camera."""
+    return f"{PREFIX}:frames:{camera_id}"
+
+
+def frame_index(camera_id: str) -> str:
+    """Sorted set beside the stream: member = stream ID, score = capture time (µs)."""
+    return f"{PREFIX}:frames:{camera_id}:index"
+
+
+def pins(camera_id: str) -> str:
+    """Sorted set of live pins: member = `recording_id|deadline_ms`, score = window's first µs."""
+    return f"{PREFIX}:pins:{camera_id}"
+
+
+def camera_status(camera_id: str) -> str:
+    """Hash with the capture's heartbeat for one camera."""
+    return f"{PREFIX}:camera:{camera_id}:status"
+
+
+# State store (durable: AOF on that instance).
+def recording(recording_id: str) -> str:
+    """Hash with one recording's status."""
+    return f"{PREFIX}:recording:{recording_id}"
+
+
+RECORDINGS_ALL = f"{PREFIX}:recordings"
+
+
+def recordings_of(camera_id: str) -> str:
+    """Sorted set of one camera's recording IDs by received time (ms)."""
+    return f"{PREFIX}:recordings:{camera_id}"
+
+
+def idempotency(camera_id: str, key: str) -> str:
+    """String holding the recording ID first given to an idempotency key."""
+    return f"{PREFIX}:idempotency:{camera_id}:{key}"

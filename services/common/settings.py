@@ -1,0 +1,161 @@
+"""The one settings object: every service reads its configuration from here."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+CAMERA_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+_CAMERA_ID = re.compile(CAMERA_ID_PATTERN)
+
+
+class SettingsError(ValueError):
+    """Raised when the configuration is invalid; the message names the offending setting."""
+
+
+class Settings(BaseSettings):
+    """Configuration shared by capture, API and worker; `SCO_*` variables mirror the CLI flags."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SCO_", extra="ignore", validate_default=True, populate_by_name=True
+    )
+
+    # Frames: which camera, from which source, how many per recording.
+    source: str = Field(default="sample", description="Video file, camera index, or RTSP/HTTP URL.")
+    camera_id: str = Field(default="lane-1", description="Camera this capture feeds.")
+    cameras: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Cameras the API accepts events for (comma-separated); default: camera_id.",
+    )
+    frames: int = Field(
+        default=30, ge=1, le=1000, description="Frames before each event (N); the buffer length."
+    )
+    max_frames_after: int = Field(default=100, ge=0, description="Largest frames_after allowed.")
+
+    # Redis: frames are disposable, jobs and state are not, so they may live apart.
+    redis_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SCO_REDIS_URL", "REDIS_URL", "redis_url"),
+        description="Frame store; unset means an embedded server (sco-recorder up only).",
+    )
+    broker_url: str | None = Field(
+        default=None, description="Celery broker and recording state; default: redis_url."
+    )
+
+    # The frame-window contract.
+    max_delay: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds a job may start after its event and still "
+        "get every frame (pins expire after this).",
+    )
+    max_buffer_frames: int = Field(
+        default=0, ge=0, description="Hard cap on the stream length; 0 = frames + fps * max_delay."
+    )
+    trust_event_time: bool = Field(
+        default=False, description="Use the cashier system's event_time as the event's moment."
+    )
+    max_event_age: float = Field(
+        default=1.0,
+        ge=0,
+        description="How old a trusted event_time may be; with trust_event_time the capture "
+        "keeps this many seconds of frames beyond N.",
+    )
+    max_clock_skew: float = Field(
+        default=2.0, ge=0, description="How far in the future a trusted event_time may be."
+    )
+    settle_timeout: float = Field(
+        default=2.0, gt=0, description="Seconds a worker waits for frames up to the event's moment."
+    )
+
+    # Output.
+    output_dir: Path = Field(default=Path("recordings"), description="Recordings root.")
+    png_encoder: Literal["fpng", "cv2"] = Field(default="fpng", description="PNG encoder.")
+    png_compression: int = Field(default=1, ge=0, le=9, description="cv2 PNG compression level.")
+
+    # API.
+    host: str = Field(default="127.0.0.1", description="API bind address.")
+    port: int = Field(default=8000, ge=0, le=65535, description="API port.")
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, description="Largest event body.")
+    max_queued: int = Field(default=10_000, ge=1, description="Queued jobs before 503.")
+    idempotency_ttl: int = Field(default=86_400, ge=1, description="Seconds a key is remembered.")
+    stale_after: float = Field(default=5.0, gt=0, description="Frame age at which /readyz fails.")
+
+    # Worker.
+    workers: int = Field(default=1, ge=1, le=64, description="Worker processes.")
+    task_time_limit: int = Field(default=300, ge=10, description="Hard time limit of one job (s).")
+    read_page_bytes: int = Field(
+        default=16 * 1024 * 1024, ge=1, description="Bytes per stream read (pages large reads)."
+    )
+
+    log_level: str = Field(default="INFO", description="Python logging level.")
+
+    @field_validator("cameras", mode="before")
+    @classmethod
+    def _split_cameras(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("camera_id")
+    @classmethod
+    def _check_camera_id(cls, value: str) -> str:
+        if not _CAMERA_ID.match(value):
+            raise ValueError(f"must match {CAMERA_ID_PATTERN}")
+        return value
+
+    @field_validator("cameras")
+    @classmethod
+    def _check_cameras(cls, value: list[str]) -> list[str]:
+        for camera in value:
+            if not _CAMERA_ID.match(camera):
+                raise ValueError(f"{camera!r} must match {CAMERA_ID_PATTERN}")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return level
+
+    @property
+    def camera_ids(self) -> list[str]:
+        """Cameras the API accepts; the capture's own camera when none is listed."""
+        return self.cameras or [self.camera_id]
+
+    @property
+    def frame_store_url(self) -> str:
+        """URL of the Redis holding frames; fails clearly when nothing provided one."""
+        if self.redis_url is None:
+            raise SettingsError("SCO_REDIS_URL (or REDIS_URL) is not set")
+        return self.redis_url
+
+    @property
+    def state_store_url(self) -> str:
+        """URL of the Redis holding the Celery broker and recording state."""
+        return self.broker_url or self.frame_store_url
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings from the environment plus explicit overrides; errors name the setting."""
+    given = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as error:
+        raise SettingsError(describe_errors(error)) from None
+
+
+def describe_errors(error: ValidationError) -> str:
+    """Turn pydantic's errors into one line per setting, named as the environment names it."""
+    lines = []
+    for item in error.errors():
+        name = ".".join(str(part) for part in item["loc"]) or "settings"
+        env = f"SCO_{name.upper()}" if item["loc"] else "settings"
+        lines.append(f"invalid setting {name} ({env}): {item['msg']}")
+    return "; ".join(lines)

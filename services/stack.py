@@ -1,0 +1,139 @@
+"""`sco-recorder up`: the whole stack on one machine, each service in its own process."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+
+import httpx
+
+from services.capture.source import parse_source
+from services.common.redisserver import RedisServer
+from services.common.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SERVICES = ("capture", "api", "worker")
+STOP_TIMEOUT = 15.0
+READY_TIMEOUT = 60.0
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The settings as SCO_* variables, so every child process reads the same configuration."""
+    env: dict[str, str] = {}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        text = ",".join(value) if isinstance(value, list) else str(value)
+        env[f"SCO_{name.upper()}"] = text
+    return env
+
+
+class Stack:
+    """Embedded Redis (unless a URL was given) plus capture, API and worker processes."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.servers: list[RedisServer] = []
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.stopping = threading.Event()
+
+    def start(self) -> None:
+        """Start everything; fails fast, with the reason, if a part cannot start."""
+        parse_source(self.settings.source)  # a missing file fails here, before anything runs
+        self.settings.output_dir.mkdir(parents=True, exist_ok=True)
+        if self.settings.redis_url is None:
+            self._start_embedded_redis()
+        env = {**os.environ, **settings_env(self.settings)}
+        for service in SERVICES:
+            command = [sys.executable, "-m", "services.cli", service]
+            self.processes[service] = subprocess.Popen(command, env=env)  # noqa: S603  # our own CLI
+
+    def _start_embedded_redis(self) -> None:
+        root = self.settings.output_dir.resolve()
+        frames = RedisServer(root / ".redis" / "frames", name="frames-redis").start()
+        broker = RedisServer(root / ".redis" / "broker", persistent=True, name="broker-redis")
+        self.servers = [frames, broker.start()]
+        self.settings = self.settings.model_copy(
+            update={"redis_url": frames.url, "broker_url": broker.url}
+        )
+
+    def wait_ready(self) -> bool:
+        """Wait until the API answers; False if a service died first."""
+        url = f"http://{self.settings.host}:{self.settings.port}/healthz"
+        deadline = time.monotonic() + READY_TIMEOUT
+        while time.monotonic() < deadline and not self.stopping.is_set():
+            if self.failed() is not None:
+                return False
+            try:
+                if httpx.get(url, timeout=1.0).status_code == 200:  # noqa: PLR2004
+                    return True
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        return False
+
+    def failed(self) -> str | None:
+        """The name of a service that exited, if any."""
+        for name, process in self.processes.items():
+            if process.poll() is not None:
+                return name
+        return None
+
+    def run_until_stopped(self) -> int:
+        """Block until Ctrl-C/SIGTERM (0) or until a service dies (1)."""
+
+        def request_stop(signum: int, frame: FrameType | None) -> None:
+            self.stopping.set()
+
+        signal.signal(signal.SIGINT, request_stop)
+        signal.signal(signal.SIGTERM, request_stop)
+        while not self.stopping.wait(0.5):
+            dead = self.failed()
+            if dead is not None:
+                log.error("%s exited with status %s", dead, self.processes[dead].returncode)
+                return 1
+        return 0
+
+    def stop(self) -> None:
+        """SIGTERM every service, give it time to finish its work, then stop Redis."""
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        for name, process in self.processes.items():
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop in time; killing it", name)
+                process.kill()
+                process.wait()
+        for server in self.servers:
+            server.stop()
+
+
+def banner(settings: Settings) -> str:
+    """What a first-time user needs: where recordings land and how to send an event."""
+    base = f"http://{settings.host}:{settings.port}"
+    output = Path(settings.output_dir).resolve()
+    return "\n".join(
+        [
+            "",
+            f"sco-recorder is recording camera {settings.camera_id} from {settings.source}",
+            f"  recordings: {output}/{settings.camera_id}/<date>/<recording_id>/",
+            f"  API docs:   {base}/docs",
+            "  send an event:",
+            f"    curl -s -X POST {base}/v1/events -H 'Content-Type: application/json' \\",
+            '      -d \'{"transaction_id": "T-1001", "metadata": {"sku": "4006381333931"}}\'',
+            f"  then: curl -s {base}/v1/recordings?limit=1",
+            "  Ctrl-C stops everything.",
+            "",
+        ]
+    )

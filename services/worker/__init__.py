@@ -1,0 +1,1 @@
+"""The worker: reads a pinned window of frames and writes it as a recording."""

@@ -1,0 +1,43 @@
+"""Lossless PNG encoders; which one runs is a setting."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import cv2
+import fpng
+
+from services.common.framecodec import GREY, Pixels
+
+Encoder = Callable[[Pixels], bytes]
+
+
+class EncodeError(RuntimeError):
+    """Raised when a frame cannot be encoded."""
+
+
+def make_encoder(name: str, compression: int = 1) -> Encoder:
+    """An encoder by name: `fpng` (fast, larger files) or `cv2` (zlib at `compression`)."""
+    if name == "fpng":
+        return _encode_fpng
+    if name == "cv2":
+        params = [cv2.IMWRITE_PNG_COMPRESSION, compression]
+        return lambda pixels: _encode_cv2(pixels, params)
+    raise ValueError(f"unknown PNG encoder {name!r}; choose fpng or cv2")
+
+
+def _encode_fpng(pixels: Pixels) -> bytes:
+    if pixels.ndim == GREY:
+        # fpng takes 3 or 4 channels; grey frames go through zlib instead of being widened.
+        return _encode_cv2(pixels, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    encoded = fpng.from_cv2(pixels)
+    if not encoded:
+        raise EncodeError("fpng could not encode the frame")
+    return bytes(encoded)
+
+
+def _encode_cv2(pixels: Pixels, params: list[int]) -> bytes:
+    ok, encoded = cv2.imencode(".png", pixels, params)
+    if not ok:
+        raise EncodeError("cv2 could not encode the frame")
+    return encoded.tobytes()

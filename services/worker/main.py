@@ -1,0 +1,60 @@
+"""Worker entry point: wire the recorder into a Celery app and run `celery worker`."""
+
+from __future__ import annotations
+
+import logging
+from functools import cache
+
+import redis
+from celery import Celery
+
+from services.common import keys
+from services.common.framebuffer import FrameBuffer
+from services.common.logconfig import configure_logging
+from services.common.recordings import RecordingStore
+from services.common.settings import Settings
+from services.common.taskqueue import make_celery
+from services.worker.encoder import make_encoder
+from services.worker.recorder import Recorder
+from services.worker.storage import Storage
+from services.worker.tasks import register_tasks
+
+log = logging.getLogger(__name__)
+
+
+def build_app(settings: Settings) -> Celery:
+    """A Celery app whose record task writes into the configured recordings root."""
+    app = make_celery(settings)
+    frames = redis.Redis.from_url(settings.frame_store_url, health_check_interval=10)
+    state = redis.Redis.from_url(settings.state_store_url, health_check_interval=10)
+    store = RecordingStore(state)
+    recorder = Recorder(
+        buffers=cache(lambda camera_id: FrameBuffer(frames, camera_id)),
+        store=store,
+        storage=Storage(settings.output_dir),
+        encode=make_encoder(settings.png_encoder, settings.png_compression),
+        encoder_name=settings.png_encoder,
+        settle_timeout=settings.settle_timeout,
+        page_bytes=settings.read_page_bytes,
+    )
+    register_tasks(app, recorder, store)
+    return app
+
+
+def main(settings: Settings) -> None:
+    """Run a Celery worker with `settings.workers` processes until SIGTERM (warm shutdown)."""
+    configure_logging(settings.log_level)
+    removed = Storage(settings.output_dir).clean_staging(older_than=settings.task_time_limit * 2)
+    if removed:
+        log.info("removed %d staging folders left by an earlier worker", removed)
+    app = build_app(settings)
+    app.worker_main(
+        [
+            "worker",
+            f"--loglevel={settings.log_level}",
+            f"--concurrency={settings.workers}",
+            f"--queues={keys.RECORD_QUEUE}",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )

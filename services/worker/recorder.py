@@ -1,0 +1,223 @@
+"""Turns a job into a recording: the pinned window's frames as PNGs plus metadata.json."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from services.common.contracts import (
+    FrameRecord,
+    Manifest,
+    RecordingJob,
+    Status,
+    from_us,
+    utcnow,
+)
+from services.common.framebuffer import FrameBuffer, Window
+from services.common.recordings import RecordingStore
+from services.worker.encoder import Encoder
+from services.worker.storage import StagedRecording, Storage
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.005
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a job ended."""
+
+    status: Status
+    reason: str | None
+    frames_saved: int
+    path: Path
+
+
+@dataclass
+class Recorder:
+    """Everything a job needs, wired once per worker process."""
+
+    buffers: Callable[[str], FrameBuffer]
+    store: RecordingStore
+    storage: Storage
+    encode: Encoder
+    encoder_name: str
+    settle_timeout: float
+    page_bytes: int
+    clock: Callable[[], float] = field(default=time.time)
+    sleep: Callable[[float], None] = field(default=time.sleep)
+
+    def record(self, job: RecordingJob) -> Outcome:
+        """Write the recording for a job once; a redelivered job finds it and only reports it."""
+        buffer = self.buffers(job.camera_id)
+        final = self.storage.path_of(job.camera_id, from_us(job.event_us).date(), job.recording_id)
+        existing = self.storage.read_manifest(final)
+        if existing is not None:
+            log.info("recording %s was already written", job.recording_id)
+            outcome = Outcome(existing.status, existing.reason, existing.frames_saved, final)
+        else:
+            self.store.update(job.recording_id, Status.RUNNING)
+            self._wait_for_frames(buffer, job)
+            outcome = self._write(buffer, job, final)
+        self.store.update(
+            job.recording_id,
+            outcome.status,
+            reason=outcome.reason,
+            frames_saved=outcome.frames_saved,
+            path=str(outcome.path),
+        )
+        buffer.release(job.pin_member)
+        return outcome
+
+    def _wait_for_frames(self, buffer: FrameBuffer, job: RecordingJob) -> None:
+        """Wait until the capture has passed the moment (and the frames after it, if asked).
+
+        A frame captured just before the moment may still be on its way into Redis when the
+        job starts; once a newer frame is indexed, every frame up to the moment is there.
+        Gives up when no new frame has arrived for `settle_timeout` seconds.
+        """
+        last_newest, last_progress = buffer.newest_us(), self.clock()
+        while True:
+            if _has_passed(buffer, job):
+                return
+            newest = buffer.newest_us()
+            if newest != last_newest:
+                last_newest, last_progress = newest, self.clock()
+            elif self.clock() - last_progress > self.settle_timeout:
+                log.warning(
+                    "camera %s sent no frame for %.1f s", job.camera_id, self.settle_timeout
+                )
+                return
+            self.sleep(POLL_SECONDS)
+
+    def _write(self, buffer: FrameBuffer, job: RecordingJob, final: Path) -> Outcome:
+        window = buffer.window(job.event_us, job.frames_before, job.frames_after)
+        with self.storage.staging(job.recording_id) as staged:
+            frames = self._save_frames(buffer, window, staged)
+            status, reason = judge(job, window, frames, self.clock())
+            manifest = _manifest(job, frames, status, reason, self.encoder_name)
+            if not self.storage.commit(staged, manifest, final):
+                kept = self.storage.read_manifest(final) or manifest
+                return Outcome(kept.status, kept.reason, kept.frames_saved, final)
+        log.info(
+            "recording %s %s: %d/%d frames%s",
+            job.recording_id,
+            status.value,
+            len(frames),
+            job.frames_before + job.frames_after,
+            f" ({reason})" if reason else "",
+        )
+        return Outcome(status, reason, len(frames), final)
+
+    def _save_frames(
+        self, buffer: FrameBuffer, window: Window, staged: StagedRecording
+    ) -> list[FrameRecord]:
+        """Encode and write the window's frames in capture order, page by page."""
+        wanted = set(window.ids)
+        records: list[FrameRecord] = []
+        if not wanted:
+            return records
+        for frame in buffer.read(window.ids[0], window.ids[-1], self.page_bytes):
+            if frame.stream_id not in wanted:
+                continue
+            name = f"frame_{len(records) + 1:04d}.png"
+            png = self.encode(frame.pixels)
+            staged.write(name, png)
+            records.append(
+                FrameRecord(
+                    file=name,
+                    source_index=frame.source_index,
+                    sequence=frame.sequence,
+                    captured_at=from_us(frame.captured_us),
+                    stream_id=frame.stream_id,
+                    sha256=hashlib.sha256(png).hexdigest(),
+                    width=frame.width,
+                    height=frame.height,
+                )
+            )
+        return records
+
+
+def _has_passed(buffer: FrameBuffer, job: RecordingJob) -> bool:
+    newest = buffer.newest_us()
+    if newest is None or newest <= job.event_us:
+        return False
+    if job.frames_after == 0:
+        return True
+    return len(buffer.window(job.event_us, 0, job.frames_after).after) >= job.frames_after
+
+
+def judge(
+    job: RecordingJob, window: Window, frames: list[FrameRecord], now: float
+) -> tuple[Status, str | None]:
+    """Complete when every frame asked for was saved; otherwise partial or failed, and why."""
+    requested = job.frames_before + job.frames_after
+    if len(frames) == requested:
+        return Status.COMPLETE, None
+    reasons = []
+    if len(window.before) < job.frames_before:
+        reasons.append(_why_short(job, len(window.before), now))
+    if len(window.after) < job.frames_after:
+        reasons.append(
+            f"only {len(window.after)} of {job.frames_after} frames after the event arrived"
+        )
+    if len(frames) < len(window.ids):
+        reasons.append(f"{len(window.ids) - len(frames)} frames were trimmed while being read")
+    reason = "; ".join(reasons) or f"saved {len(frames)} of {requested} frames"
+    status = Status.PARTIAL if frames else Status.FAILED
+    return status, reason
+
+
+def _why_short(job: RecordingJob, found: int, now: float) -> str:
+    if job.pinned_count < job.frames_before and found <= job.pinned_count:
+        if job.buffered_at_pin >= job.frames_before:
+            return (
+                f"the event is older than the buffer: only {found} of {job.frames_before} "
+                "frames at or before it were still buffered"
+            )
+        return (
+            f"only {found} of {job.frames_before} frames were captured at or before the event "
+            "(the source had just started or was not running)"
+        )
+    if now * 1000 > job.pin_deadline_ms:
+        waited = now - job.received_at.timestamp()
+        return (
+            f"the pin expired: the job ran {waited:.1f} s after the event, beyond max_delay; "
+            f"{found} of {job.frames_before} frames were still buffered"
+        )
+    return (
+        f"the buffer hit its hard cap (max_buffer_frames): {found} of {job.frames_before} "
+        "frames were still buffered"
+    )
+
+
+def _manifest(
+    job: RecordingJob,
+    frames: list[FrameRecord],
+    status: Status,
+    reason: str | None,
+    encoder: str,
+) -> Manifest:
+    return Manifest(
+        recording_id=job.recording_id,
+        camera_id=job.camera_id,
+        transaction_id=job.transaction_id,
+        event_time=from_us(job.event_us),
+        event_time_source=job.event_time_source,
+        event_time_sent=job.event_time_sent,
+        received_at=job.received_at,
+        written_at=utcnow(),
+        status=status,
+        reason=reason,
+        frames_requested=job.frames_before + job.frames_after,
+        frames_saved=len(frames),
+        frames_before=job.frames_before,
+        frames_after=job.frames_after,
+        encoder=encoder,
+        frames=frames,
+        metadata=job.metadata,
+    )

@@ -1,0 +1,129 @@
+"""The recordings tree: the only code that writes it, and always atomically.
+
+A recording is written in a staging folder on the same filesystem, every file fsynced, then
+renamed into `{root}/{camera_id}/{YYYY-MM-DD}/{recording_id}/` in one step, so a reader sees
+either nothing or the whole recording.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import re
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+
+from services.common.contracts import RECORDING_ID_PATTERN, Manifest
+from services.common.settings import CAMERA_ID_PATTERN
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "metadata.json"
+STAGING = ".staging"
+_CAMERA = re.compile(CAMERA_ID_PATTERN)
+_RECORDING = re.compile(RECORDING_ID_PATTERN)
+
+
+class StorageError(OSError):
+    """Raised when a recording cannot be written; the message says why."""
+
+
+class StagedRecording:
+    """A recording being written, invisible until committed."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def write(self, name: str, data: bytes) -> None:
+        """Write one file durably."""
+        descriptor = os.open(self.path / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(descriptor, view) :]
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+
+
+class Storage:
+    """The recordings root."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path_of(self, camera_id: str, day: date, recording_id: str) -> Path:
+        """Where a recording lives; IDs are checked so nothing can point outside the root."""
+        if not _CAMERA.match(camera_id):
+            raise StorageError(f"unsafe camera ID {camera_id!r}")
+        if not _RECORDING.match(recording_id):
+            raise StorageError(f"unsafe recording ID {recording_id!r}")
+        return self.root / camera_id / day.isoformat() / recording_id
+
+    def read_manifest(self, path: Path) -> Manifest | None:
+        """The manifest of a committed recording, or None if there is none."""
+        try:
+            return Manifest.model_validate_json((path / MANIFEST).read_bytes())
+        except FileNotFoundError:
+            return None
+
+    @contextmanager
+    def staging(self, recording_id: str) -> Iterator[StagedRecording]:
+        """A fresh staging folder; removed again unless it was committed."""
+        staging_root = self.root / STAGING
+        staging_root.mkdir(parents=True, exist_ok=True)
+        path = staging_root / f"{recording_id}.{uuid.uuid4().hex[:8]}"
+        path.mkdir()
+        try:
+            yield StagedRecording(path)
+        finally:
+            if path.exists():
+                shutil.rmtree(path, ignore_errors=True)
+
+    def commit(self, staged: StagedRecording, manifest: Manifest, final: Path) -> bool:
+        """Write the manifest and move the recording into place; False if it already exists."""
+        staged.write(MANIFEST, manifest.model_dump_json(indent=2).encode())
+        _fsync_dir(staged.path)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        self._check_inside_root(final.parent)
+        try:
+            os.rename(staged.path, final)
+        except OSError as error:
+            if error.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                log.info("recording %s already exists; keeping the first copy", final.name)
+                return False
+            raise
+        _fsync_dir(final.parent)
+        return True
+
+    def clean_staging(self, older_than: float) -> int:
+        """Remove staging folders left by a worker that died; returns how many."""
+        staging_root = self.root / STAGING
+        if not staging_root.is_dir():
+            return 0
+        removed = 0
+        cutoff = time.time() - older_than
+        for leftover in staging_root.iterdir():
+            if leftover.stat().st_mtime < cutoff:
+                shutil.rmtree(leftover, ignore_errors=True)
+                removed += 1
+        return removed
+
+    def _check_inside_root(self, folder: Path) -> None:
+        """Refuse a folder that resolves outside the root, e.g. through a planted symlink."""
+        if not folder.resolve().is_relative_to(self.root.resolve()):
+            raise StorageError(f"{folder} resolves outside the recordings root")
+
+
+def _fsync_dir(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
