@@ -79,8 +79,12 @@ def cli() -> None:
 def capture(**flags: Any) -> None:
     """Capture one source into its camera's frame stream."""
     from services.capture.main import main  # noqa: PLC0415  # each service loads only its own deps
+    from services.capture.source import SourceError  # noqa: PLC0415
 
-    service(main)(**flags)
+    try:
+        service(main)(**flags)
+    except SourceError as error:
+        raise click.ClickException(str(error)) from None
 
 
 @cli.command()

@@ -1,0 +1,33 @@
+# The one way in: `make run`, `make test`, `make lint`, `make bench`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+SOURCE ?= sample
+OUTPUT ?= recordings
+
+.PHONY: install run test lint bench clean
+
+$(BIN)/.installed: pyproject.toml requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	touch $@
+
+install: $(BIN)/.installed
+
+run: install  ## Record the sample video (or SOURCE=...) into OUTPUT; Ctrl-C stops.
+	$(BIN)/sco-recorder up --source $(SOURCE) --output $(OUTPUT)
+
+test: install  ## The whole test suite: real Redis, Celery, HTTP and video decoding.
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: install  ## Event-to-recording latency and capture stability (see docs/benchmarks.md).
+	$(BIN)/python bench/latency.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

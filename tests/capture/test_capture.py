@@ -1,0 +1,124 @@
+"""The capture loop against a real Redis: paced frames, a capped stream, a heartbeat."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import redis
+
+from services.capture.service import Capture
+from services.capture.source import FrameSource, SourceError, SourceSpec, open_source, parse_source
+from services.common.cameras import CameraRegistry
+from services.common.framebuffer import FrameBuffer
+from services.common.framecodec import Pixels
+from services.common.settings import Settings
+from tests.conftest import Servers, base_settings
+from tests.videos import write_video
+
+
+@pytest.fixture
+def client(servers: Servers) -> Iterator[redis.Redis]:
+    """A client on the frame store."""
+    connection = redis.Redis.from_url(servers.frames.url)
+    yield connection
+    connection.close()
+
+
+def run_capture(capture: Capture, seconds: float) -> None:
+    """Run a capture in a thread for a while, then stop it."""
+    stop = threading.Event()
+    thread = threading.Thread(target=capture.run, args=(stop,))
+    thread.start()
+    time.sleep(seconds)
+    stop.set()
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+
+
+def test_a_file_is_captured_at_its_native_rate_into_n_frames(
+    servers: Servers, client: redis.Redis, tmp_path: Path
+) -> None:
+    """A 25 fps file gives about 25 frames a second; the stream holds N; the heartbeat says so."""
+    settings = base_settings(servers, tmp_path, frames=8)
+    video = write_video(tmp_path / "v.avi", frames=100)
+    buffer = FrameBuffer(client, settings.camera_id)
+    capture = Capture(
+        settings, spec=parse_source(str(video)), buffer=buffer,
+        registry=CameraRegistry(client), opener=open_source,
+    )  # fmt: skip
+    run_capture(capture, 2.5)
+    assert 50 <= capture.counters.frames_read <= 70
+    assert buffer.length() == 8
+    status = CameraRegistry(client).read(settings.camera_id)
+    assert status is not None
+    assert status.state == "stopped"
+    assert (status.width, status.height) == (320, 240)
+    assert status.frames_read == capture.counters.frames_read
+    assert status.last_frame_at is not None
+
+
+class FlakyCamera:
+    """A fake camera: delivers a few frames, then fails once; the opener fails once too."""
+
+    fps = 50.0
+
+    def __init__(self, frames: int) -> None:
+        self.left = frames
+
+    def read(self) -> tuple[Pixels, int] | None:
+        if self.left == 0:
+            return None
+        self.left -= 1
+        time.sleep(1 / self.fps)
+        return np.zeros((4, 4, 3), dtype=np.uint8), self.left
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def test_a_live_source_is_reopened_with_backoff(
+    servers: Servers, client: redis.Redis, tmp_path: Path
+) -> None:
+    """A camera that fails, then refuses to open, is retried and frames flow again."""
+    settings: Settings = base_settings(servers, tmp_path, frames=5)
+    opened: list[float] = []
+
+    def opener(spec: SourceSpec) -> FrameSource:
+        opened.append(time.monotonic())
+        if len(opened) == 2:
+            raise SourceError("camera 0: cannot open it")
+        return FlakyCamera(frames=10)
+
+    capture = Capture(
+        settings, spec=SourceSpec("camera", "0"), buffer=FrameBuffer(client, settings.camera_id),
+        registry=CameraRegistry(client), opener=opener,
+    )  # fmt: skip
+    run_capture(capture, 2.5)
+    assert len(opened) >= 3
+    assert opened[2] - opened[1] >= 0.4  # backed off before trying again
+    assert capture.counters.frames_read >= 20
+    assert capture.counters.errors >= 2
+    assert capture.counters.last_error is not None
+
+
+def test_a_missing_file_stops_the_capture_with_a_failed_heartbeat(
+    servers: Servers, client: redis.Redis, tmp_path: Path
+) -> None:
+    """A file that disappears is not retried forever: the capture fails and says why."""
+    settings = base_settings(servers, tmp_path)
+    spec = SourceSpec("file", str(tmp_path / "gone.avi"))
+    capture = Capture(
+        settings, spec=spec, buffer=FrameBuffer(client, settings.camera_id),
+        registry=CameraRegistry(client), opener=open_source,
+    )  # fmt: skip
+    with pytest.raises(SourceError, match=r"gone\.avi"):
+        capture.run(threading.Event())
+    status = CameraRegistry(client).read(settings.camera_id)
+    assert status is not None
+    assert status.state == "failed"
+    assert "gone.avi" in str(status.last_error)

@@ -1,0 +1,142 @@
+"""The frame buffer against a real Redis: windows, pins, trimming and paged reads."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import redis
+
+from services.common import keys
+from services.common.framebuffer import FrameBuffer, pin_member
+from tests.conftest import Servers
+
+START_US = 1_800_000_000_000_000  # a fixed clock: frame k is captured at START + k * 40 ms
+PERIOD_US = 40_000
+
+
+@pytest.fixture
+def client(servers: Servers) -> Iterator[redis.Redis]:
+    """A client on the frame store."""
+    connection = redis.Redis.from_url(servers.frames.url)
+    yield connection
+    connection.close()
+
+
+@pytest.fixture
+def buffer(client: redis.Redis, request: pytest.FixtureRequest) -> FrameBuffer:
+    """An empty buffer for a camera of this test's own."""
+    camera = f"fb-{abs(hash(request.node.name)) % 10**8}"
+    client.delete(keys.frame_stream(camera), keys.frame_index(camera), keys.pins(camera))
+    return FrameBuffer(client, camera)
+
+
+def frame(k: int) -> np.ndarray:
+    """A small frame whose pixels say which one it is."""
+    return np.full((4, 6, 3), k % 256, dtype=np.uint8)
+
+
+def capture(buffer: FrameBuffer, first: int, last: int, keep: int = 5, cap: int = 50) -> None:
+    """Append frames first..last on the fixed clock."""
+    for k in range(first, last + 1):
+        captured = START_US + k * PERIOD_US
+        buffer.append(
+            frame(k),
+            source_index=k,
+            sequence=k,
+            captured_us=captured,
+            keep=keep,
+            hard_cap=cap,
+            now_ms=captured // 1000,
+        )
+
+
+def test_the_stream_keeps_n_frames_without_pins(buffer: FrameBuffer) -> None:
+    """In steady state the stream and its index hold exactly N frames."""
+    capture(buffer, 0, 40, keep=5)
+    assert buffer.length() == 5
+    assert buffer.oldest_us() == START_US + 36 * PERIOD_US
+
+
+def test_the_window_is_the_n_frames_at_or_before_the_moment(buffer: FrameBuffer) -> None:
+    """A moment between two frames selects the N frames up to the earlier one."""
+    capture(buffer, 0, 9, keep=10)
+    moment = START_US + 6 * PERIOD_US + PERIOD_US // 2
+    window = buffer.window(moment, 3, 2)
+    indexes = [frame.source_index for frame in read_all(buffer, window.ids)]
+    assert indexes == [4, 5, 6, 7, 8]
+    exact = buffer.window(START_US + 6 * PERIOD_US, 3, 0)
+    assert [f.source_index for f in read_all(buffer, exact.ids)] == [4, 5, 6]
+
+
+def test_a_pin_holds_its_window_past_n_until_released(buffer: FrameBuffer) -> None:
+    """Frames of a pinned window stay while later frames arrive; releasing lets them go."""
+    capture(buffer, 0, 9, keep=5)
+    member = pin_member("a" * 32, deadline_ms=START_US // 1000 + 10_000)
+    pin = buffer.pin(START_US + 9 * PERIOD_US, 5, member)
+    assert pin.count == 5
+    assert pin.buffered == 5
+    capture(buffer, 10, 40, keep=5)
+    window = buffer.window(START_US + 9 * PERIOD_US, 5, 0)
+    assert [f.source_index for f in read_all(buffer, window.ids)] == [5, 6, 7, 8, 9]
+    buffer.release(member)
+    capture(buffer, 41, 41, keep=5)
+    assert buffer.length() == 5
+
+
+def test_an_expired_pin_stops_holding_frames(buffer: FrameBuffer) -> None:
+    """After its deadline a pin is dropped at the next trim."""
+    capture(buffer, 0, 9, keep=5)
+    deadline_ms = (START_US + 20 * PERIOD_US) // 1000
+    buffer.pin(START_US + 9 * PERIOD_US, 5, pin_member("b" * 32, deadline_ms))
+    capture(buffer, 10, 19, keep=5)
+    assert buffer.length() == 15
+    capture(buffer, 20, 22, keep=5)
+    assert buffer.length() == 5
+
+
+def test_the_hard_cap_wins_over_a_pin(buffer: FrameBuffer) -> None:
+    """Memory stays bounded: past the hard cap, even pinned frames are trimmed."""
+    capture(buffer, 0, 4, keep=5, cap=12)
+    buffer.pin(START_US + 4 * PERIOD_US, 5, pin_member("c" * 32, START_US // 1000 + 10**6))
+    capture(buffer, 5, 30, keep=5, cap=12)
+    assert buffer.length() == 12
+
+
+def test_a_pin_before_any_frame_holds_from_the_moment(buffer: FrameBuffer) -> None:
+    """With no frame yet, the pin reports none and keeps frames after the moment."""
+    pin = buffer.pin(START_US, 5, pin_member("d" * 32, START_US // 1000 + 10**6))
+    assert (pin.first_id, pin.count, pin.buffered) == (None, 0, 0)
+    capture(buffer, 1, 20, keep=5)
+    assert buffer.length() == 20
+
+
+def test_reads_come_in_pages_and_in_order(buffer: FrameBuffer) -> None:
+    """A read of many frames returns them all, in order, whatever the page size."""
+    capture(buffer, 0, 19, keep=20)
+    window = buffer.window(START_US + 19 * PERIOD_US, 20, 0)
+    for page_bytes in (1, 72, 10**9):
+        frames = list(buffer.read(window.ids[0], window.ids[-1], page_bytes))
+        assert [f.source_index for f in frames] == list(range(20))
+        assert all(np.array_equal(f.pixels, frame(f.source_index)) for f in frames)
+
+
+def test_ids_keep_growing_when_the_clock_steps_back(client: redis.Redis) -> None:
+    """A capture restarted with a clock behind the stream still appends after its last frame."""
+    camera = "fb-clock"
+    client.delete(keys.frame_stream(camera), keys.frame_index(camera), keys.pins(camera))
+    first = FrameBuffer(client, camera)
+    capture(first, 10, 12)
+    again = FrameBuffer(client, camera)
+    stream_id = again.append(
+        frame(0), source_index=0, sequence=0, captured_us=START_US, keep=5, hard_cap=50,
+        now_ms=START_US // 1000,
+    )  # fmt: skip
+    assert stream_id > first.window(START_US + 12 * PERIOD_US, 1, 0).ids[0]
+
+
+def read_all(buffer: FrameBuffer, ids: list[str]) -> list:  # type: ignore[type-arg]
+    """The frames with these IDs."""
+    wanted = set(ids)
+    return [f for f in buffer.read(ids[0], ids[-1], 10**9) if f.stream_id in wanted]

@@ -1,0 +1,45 @@
+"""Settings: SCO_* variables, REDIS_URL, and errors that name the setting."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.common.settings import SettingsError, load_settings
+
+
+def test_environment_variables_configure_every_service(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SCO_* variables and the plain REDIS_URL are read; the broker defaults to the frame store."""
+    monkeypatch.setenv("REDIS_URL", "redis://frames:6380/0")
+    monkeypatch.setenv("SCO_FRAMES", "45")
+    monkeypatch.setenv("SCO_CAMERAS", "lane-1, lane-2")
+    settings = load_settings()
+    assert settings.frames == 45
+    assert settings.camera_ids == ["lane-1", "lane-2"]
+    assert settings.frame_store_url == settings.state_store_url == "redis://frames:6380/0"
+
+
+def test_flags_override_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An explicit value wins over SCO_*; a flag not given (None) does not."""
+    monkeypatch.setenv("SCO_FRAMES", "45")
+    monkeypatch.setenv("SCO_CAMERA_ID", "lane-7")
+    settings = load_settings(frames=12, camera_id=None)
+    assert (settings.frames, settings.camera_id) == (12, "lane-7")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "named"),
+    [
+        ("SCO_FRAMES", "0", "SCO_FRAMES"),
+        ("SCO_FRAMES", "many", "SCO_FRAMES"),
+        ("SCO_CAMERA_ID", "../lane", "SCO_CAMERA_ID"),
+        ("SCO_PNG_ENCODER", "gif", "SCO_PNG_ENCODER"),
+        ("SCO_LOG_LEVEL", "loud", "SCO_LOG_LEVEL"),
+    ],
+)
+def test_an_invalid_setting_fails_with_its_name(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, named: str
+) -> None:
+    """The error message names the variable to fix."""
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError, match=named):
+        load_settings()

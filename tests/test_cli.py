@@ -1,0 +1,88 @@
+"""The `sco-recorder` command as a user runs it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from services.common.redisserver import free_port
+from tests.videos import write_video
+
+CLI = [sys.executable, "-m", "services.cli"]
+
+
+def clean_env() -> dict[str, str]:
+    """The environment without any SCO_* or REDIS_URL the machine may have."""
+    return {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("SCO_") and key != "REDIS_URL"
+    }
+
+
+def test_up_records_a_video_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    """`up` without a Redis URL runs everything, records what `send` sends, stops on SIGINT."""
+    video = write_video(tmp_path / "lane.avi", frames=200)
+    port = free_port()
+    output = tmp_path / "recordings"
+    log = (tmp_path / "up.log").open("wb")
+    up = subprocess.Popen(
+        [*CLI, "up", "--source", str(video), "--output", str(output), "--port", str(port),
+         "--frames", "5"],
+        env=clean_env(), stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while "Ctrl-C stops everything" not in (tmp_path / "up.log").read_text():
+            assert up.poll() is None, (tmp_path / "up.log").read_text()
+            assert time.monotonic() < deadline, "up never became ready"
+            time.sleep(0.1)
+        while httpx.get(f"http://127.0.0.1:{port}/readyz").status_code != 200:
+            assert time.monotonic() < deadline, "camera never became ready"
+            time.sleep(0.1)
+        sent = subprocess.run(
+            [*CLI, "send", "--url", f"http://127.0.0.1:{port}", "--count", "3"],
+            env=clean_env(), capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert sent.returncode == 0, sent.stderr
+        assert sent.stdout.count(" complete 5/5 frames") == 3, sent.stdout
+        children = psutil.Process(up.pid).children(recursive=True)
+        up.send_signal(signal.SIGINT)
+        assert up.wait(timeout=30) == 0
+        _, alive = psutil.wait_procs(children, timeout=10)
+        assert alive == []
+    finally:
+        if up.poll() is None:
+            up.kill()
+        log.close()
+    assert len(list(output.glob("*/*/*/metadata.json"))) == 3
+    assert str(output.resolve()) in (tmp_path / "up.log").read_text()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["capture", "--frames", "0", "--redis-url", "redis://127.0.0.1:1/0"], "SCO_FRAMES"),
+        (["api", "--camera-id", "../x", "--redis-url", "redis://127.0.0.1:1/0"], "SCO_CAMERA_ID"),
+        (["worker"], "SCO_REDIS_URL"),
+        (["up", "--source", "/nonexistent/lane.mp4"], "/nonexistent/lane.mp4"),
+    ],
+)
+def test_bad_configuration_stops_at_start_with_a_named_reason(
+    argv: list[str], message: str
+) -> None:
+    """A wrong setting or source fails fast, exit code non-zero, naming what to fix."""
+    result = subprocess.run(
+        [*CLI, *argv], env=clean_env(), capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,245 @@
+"""The recorder as a plain function: real Redis and files, a fake camera and clock."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from functools import cache
+from pathlib import Path
+from typing import cast
+
+import cv2
+import numpy as np
+import pytest
+import redis
+
+from services.common import keys
+from services.common.contracts import Recording, RecordingJob, Status, from_us
+from services.common.framebuffer import FrameBuffer, pin_member
+from services.common.framecodec import Pixels
+from services.common.recordings import RecordingStore
+from services.worker.encoder import make_encoder
+from services.worker.recorder import Recorder
+from services.worker.storage import Storage
+from tests.conftest import Servers
+from tests.videos import draw_index, read_index
+
+START_US = 1_800_000_000_000_000
+PERIOD_US = 40_000
+MAX_DELAY_MS = 30_000
+
+
+class FakeClock:
+    """A clock the test moves by hand; sleeping advances it."""
+
+    def __init__(self, now_us: int) -> None:
+        self.now = now_us / 1e6
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        """Pretend time passes."""
+        self.now += seconds
+
+
+@pytest.fixture
+def lane(servers: Servers, tmp_path: Path) -> Iterator[tuple[FrameBuffer, RecordingStore, Path]]:
+    """A fresh camera buffer, the state store, and a recordings root."""
+    frames = redis.Redis.from_url(servers.frames.url)
+    state = redis.Redis.from_url(servers.broker.url)
+    camera = f"rec-{uuid.uuid4().hex[:8]}"
+    yield FrameBuffer(frames, camera), RecordingStore(state), tmp_path / "recordings"
+    frames.close()
+    state.close()
+
+
+def capture(buffer: FrameBuffer, first: int, last: int, keep: int = 10) -> None:
+    """The fake camera: indexed frames first..last on the fixed clock."""
+    for k in range(first, last + 1):
+        captured = START_US + k * PERIOD_US
+        buffer.append(
+            draw_index(k, 320, 240), source_index=k, sequence=k, captured_us=captured,
+            keep=keep, hard_cap=1000, now_ms=captured // 1000,
+        )  # fmt: skip
+
+
+def accept(
+    buffer: FrameBuffer, store: RecordingStore, moment_us: int, before: int = 5, after: int = 0
+) -> RecordingJob:
+    """What the API does at receipt: create the recording and pin its window."""
+    recording_id = uuid.uuid4().hex
+    received = from_us(moment_us)
+    deadline = moment_us // 1000 + MAX_DELAY_MS
+    store.create(
+        Recording(
+            recording_id=recording_id, camera_id=buffer.camera_id, status=Status.QUEUED,
+            frames_requested=before + after, event_time=received, received_at=received,
+            updated_at=received,
+        ),
+        None,
+        60,
+    )  # fmt: skip
+    member = pin_member(recording_id, deadline)
+    pin = buffer.pin(moment_us, before, member)
+    return RecordingJob(
+        recording_id=recording_id, camera_id=buffer.camera_id, event_us=moment_us,
+        event_time_source="received", received_at=received, frames_before=before,
+        frames_after=after, pinned_first_id=pin.first_id, pinned_count=pin.count,
+        buffered_at_pin=pin.buffered, pin_member=member, pin_deadline_ms=deadline,
+        metadata={"sku": "123", "nested": {"qty": 2}},
+    )  # fmt: skip
+
+
+def recorder_for(
+    buffer: FrameBuffer, store: RecordingStore, root: Path, clock: FakeClock, encoder: str = "fpng"
+) -> Recorder:
+    """A recorder wired like the worker's, with the fake clock."""
+    return Recorder(
+        buffers=cache(lambda camera: buffer),
+        store=store,
+        storage=Storage(root),
+        encode=make_encoder(encoder),
+        encoder_name=encoder,
+        settle_timeout=1.0,
+        page_bytes=3 * 320 * 240 * 2,
+        clock=clock,
+        sleep=clock.sleep,
+    )
+
+
+def load_png(path: Path) -> Pixels:
+    """A saved PNG, decoded as it is stored."""
+    decoded = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    assert decoded is not None, path
+    return cast("Pixels", decoded)
+
+
+def saved_indexes(path: Path) -> list[int]:
+    """The frame index drawn in each saved PNG, in file order."""
+    return [read_index(load_png(png)) for png in sorted(path.glob("frame_*.png"))]
+
+
+@pytest.mark.parametrize("encoder", ["fpng", "cv2"])
+def test_a_late_job_saves_the_pinned_frames_losslessly(
+    lane: tuple[FrameBuffer, RecordingStore, Path], encoder: str
+) -> None:
+    """Frames 3..7 for a moment just after frame 7, though 40 more frames came meanwhile."""
+    buffer, store, root = lane
+    capture(buffer, 0, 7)
+    moment = START_US + 7 * PERIOD_US + 1_000
+    job = accept(buffer, store, moment)
+    capture(buffer, 8, 48)
+    clock = FakeClock(START_US + 48 * PERIOD_US)
+    outcome = recorder_for(buffer, store, root, clock, encoder).record(job)
+    assert outcome.status is Status.COMPLETE
+    assert saved_indexes(outcome.path) == [3, 4, 5, 6, 7]
+    for png in sorted(outcome.path.glob("frame_*.png")):
+        decoded = load_png(png)
+        assert np.array_equal(decoded, draw_index(read_index(decoded), 320, 240))
+    manifest = json.loads((outcome.path / "metadata.json").read_text())
+    assert manifest["metadata"] == {"sku": "123", "nested": {"qty": 2}}
+    assert [f["source_index"] for f in manifest["frames"]] == [3, 4, 5, 6, 7]
+    assert (
+        outcome.path.parent.name
+        == datetime.fromtimestamp(moment / 1e6, timezone.utc).date().isoformat()
+    )
+    stored = store.get(job.recording_id)
+    assert stored is not None
+    assert (stored.status, stored.frames_saved) == (Status.COMPLETE, 5)
+    assert buffer._redis.zcard(keys.pins(buffer.camera_id)) == 0  # the pin is gone
+
+
+def test_frames_after_the_event_are_added_when_asked(
+    lane: tuple[FrameBuffer, RecordingStore, Path],
+) -> None:
+    """frames_after adds the frames captured after the moment, in order."""
+    buffer, store, root = lane
+    capture(buffer, 0, 7)
+    job = accept(buffer, store, START_US + 7 * PERIOD_US, before=3, after=2)
+    capture(buffer, 8, 12)
+    outcome = recorder_for(buffer, store, root, FakeClock(START_US + 12 * PERIOD_US)).record(job)
+    assert outcome.status is Status.COMPLETE
+    assert saved_indexes(outcome.path) == [5, 6, 7, 8, 9]
+
+
+def test_a_redelivered_job_is_a_no_op(lane: tuple[FrameBuffer, RecordingStore, Path]) -> None:
+    """Running the same job twice leaves one recording, unchanged."""
+    buffer, store, root = lane
+    capture(buffer, 0, 9)
+    job = accept(buffer, store, START_US + 9 * PERIOD_US)
+    capture(buffer, 10, 10)
+    recorder = recorder_for(buffer, store, root, FakeClock(START_US + 10 * PERIOD_US))
+    first = recorder.record(job)
+    before = (first.path / "metadata.json").read_bytes()
+    second = recorder.record(job)
+    assert second == first
+    assert (first.path / "metadata.json").read_bytes() == before
+    assert len(list(root.glob("*/*/*"))) == 1
+
+
+def test_a_source_that_just_started_gives_a_partial_recording(
+    lane: tuple[FrameBuffer, RecordingStore, Path],
+) -> None:
+    """Fewer frames than asked exist: partial, with the reason and the counts."""
+    buffer, store, root = lane
+    capture(buffer, 0, 2)
+    job = accept(buffer, store, START_US + 2 * PERIOD_US, before=5)
+    capture(buffer, 3, 3)
+    outcome = recorder_for(buffer, store, root, FakeClock(START_US + 3 * PERIOD_US)).record(job)
+    assert outcome.status is Status.PARTIAL
+    assert outcome.frames_saved == 3
+    assert outcome.reason is not None
+    assert "just started" in outcome.reason
+    assert saved_indexes(outcome.path) == [0, 1, 2]
+
+
+def test_an_expired_pin_is_reported_and_no_newer_frame_is_saved(
+    lane: tuple[FrameBuffer, RecordingStore, Path],
+) -> None:
+    """A job later than max_delay says the pin expired and never fills in with newer frames."""
+    buffer, store, root = lane
+    capture(buffer, 0, 9)
+    job = accept(buffer, store, START_US + 9 * PERIOD_US)
+    late = START_US + 9 * PERIOD_US + (MAX_DELAY_MS + 1000) * 1000
+    buffer.append(
+        draw_index(11, 320, 240), source_index=11, sequence=11, captured_us=late - 1000,
+        keep=10, hard_cap=1000, now_ms=late // 1000,
+    )  # fmt: skip
+    for k in range(12, 20):
+        buffer.append(
+            draw_index(k, 320, 240), source_index=k, sequence=k, captured_us=late + k,
+            keep=3, hard_cap=1000, now_ms=late // 1000,
+        )  # fmt: skip
+    outcome = recorder_for(buffer, store, root, FakeClock(late)).record(job)
+    assert outcome.status is Status.FAILED
+    assert outcome.reason is not None
+    assert "pin expired" in outcome.reason
+    assert saved_indexes(outcome.path) == []
+
+
+def test_a_failed_encode_leaves_nothing_behind(
+    lane: tuple[FrameBuffer, RecordingStore, Path],
+) -> None:
+    """An error mid-recording leaves neither a recording folder nor staging leftovers."""
+    buffer, store, root = lane
+    capture(buffer, 0, 9)
+    job = accept(buffer, store, START_US + 9 * PERIOD_US)
+    capture(buffer, 10, 10)
+    recorder = recorder_for(buffer, store, root, FakeClock(START_US + 10 * PERIOD_US))
+    calls = 0
+
+    def flaky(pixels: np.ndarray) -> bytes:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise RuntimeError("disk on fire")
+        return make_encoder("cv2")(pixels)
+
+    recorder.encode = flaky
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        recorder.record(job)
+    assert list(root.glob("*/*/*")) == []
+    assert list((root / ".staging").iterdir()) == []

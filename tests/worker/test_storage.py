@@ -1,0 +1,86 @@
+"""The recordings tree: atomic commits, no duplicates, nothing outside the root."""
+
+from __future__ import annotations
+
+import os
+from datetime import date, datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from services.common.contracts import Manifest, Status
+from services.worker.storage import Storage, StorageError
+
+DAY = date(2026, 11, 26)
+RECORDING = "0123456789abcdef0123456789abcdef"
+
+
+def manifest(recording_id: str = RECORDING) -> Manifest:
+    """A minimal manifest."""
+    now = datetime(2026, 11, 26, 12, 0, tzinfo=timezone.utc)
+    return Manifest(
+        recording_id=recording_id, camera_id="lane-1", transaction_id=None, event_time=now,
+        event_time_source="received", event_time_sent=None, received_at=now, written_at=now,
+        status=Status.COMPLETE, reason=None, frames_requested=1, frames_saved=1,
+        frames_before=1, frames_after=0, encoder="fpng", frames=[], metadata={},
+    )  # fmt: skip
+
+
+def test_a_commit_moves_the_whole_recording_into_place(tmp_path: Path) -> None:
+    """After commit the folder has every file; before it, the final path does not exist."""
+    storage = Storage(tmp_path)
+    final = storage.path_of("lane-1", DAY, RECORDING)
+    with storage.staging(RECORDING) as staged:
+        staged.write("frame_0001.png", b"png")
+        assert not final.exists()
+        assert storage.commit(staged, manifest(), final)
+    assert sorted(os.listdir(final)) == ["frame_0001.png", "metadata.json"]
+    assert storage.read_manifest(final) == manifest()
+    assert list((tmp_path / ".staging").iterdir()) == []
+
+
+def test_a_second_commit_of_the_same_recording_keeps_the_first(tmp_path: Path) -> None:
+    """Two workers racing on one recording leave one folder, the first one's."""
+    storage = Storage(tmp_path)
+    final = storage.path_of("lane-1", DAY, RECORDING)
+    for content in (b"first", b"second"):
+        with storage.staging(RECORDING) as staged:
+            staged.write("frame_0001.png", content)
+            storage.commit(staged, manifest(), final)
+    assert (final / "frame_0001.png").read_bytes() == b"first"
+    assert list((tmp_path / ".staging").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("camera", "recording"),
+    [("../etc", RECORDING), ("lane-1", "../../" + RECORDING[6:]), ("lane/1", RECORDING),
+     ("lane-1", RECORDING.upper()), ("", RECORDING)],
+)  # fmt: skip
+def test_unsafe_ids_never_become_paths(tmp_path: Path, camera: str, recording: str) -> None:
+    """IDs that could leave the root are refused before any path is built."""
+    with pytest.raises(StorageError, match="unsafe"):
+        Storage(tmp_path).path_of(camera, DAY, recording)
+
+
+def test_a_planted_symlink_cannot_lead_outside_the_root(tmp_path: Path) -> None:
+    """A camera folder replaced by a symlink elsewhere makes the commit fail, writing nothing."""
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    outside.mkdir()
+    root.mkdir()
+    (root / "lane-1").symlink_to(outside)
+    storage = Storage(root)
+    final = storage.path_of("lane-1", DAY, RECORDING)
+    with storage.staging(RECORDING) as staged, pytest.raises(StorageError, match="outside"):
+        storage.commit(staged, manifest(), final)
+    assert list(outside.rglob("*.json")) == []
+
+
+def test_staging_left_by_a_dead_worker_is_cleaned(tmp_path: Path) -> None:
+    """Old staging folders are removed at worker start; fresh ones are left alone."""
+    storage = Storage(tmp_path)
+    old = tmp_path / ".staging" / "old"
+    old.mkdir(parents=True)
+    os.utime(old, (0, 0))
+    (tmp_path / ".staging" / "fresh").mkdir()
+    assert storage.clean_staging(older_than=60) == 1
+    assert [p.name for p in (tmp_path / ".staging").iterdir()] == ["fresh"]
