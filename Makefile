@@ -27,7 +27,8 @@ lint: install
 	$(BIN)/mypy
 
 bench: install  ## Event-to-recording latency and capture stability (see docs/benchmarks.md).
-	$(BIN)/python bench/latency.py
+	$(BIN)/python -m bench.encoders
+	$(BIN)/python -m bench.latency
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

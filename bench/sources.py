@@ -1,0 +1,36 @@
+"""Realistic frames for the benchmarks: the sample clip, scaled to the resolution asked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import cast
+
+import cv2
+
+from services.capture.source import sample_video
+from services.common.framecodec import Pixels
+
+
+def real_frames(width: int, height: int, count: int) -> list[Pixels]:
+    """`count` decoded frames of the sample clip at width x height."""
+    capture = cv2.VideoCapture(str(sample_video()))
+    frames: list[Pixels] = []
+    while len(frames) < count:
+        ok, frame = capture.read()
+        if not ok:
+            capture.set(cv2.CAP_PROP_POS_FRAMES, 0)
+            continue
+        resized = cv2.resize(frame, (width, height), interpolation=cv2.INTER_CUBIC)
+        frames.append(cast("Pixels", resized))
+    capture.release()
+    return frames
+
+
+def write_real_video(path: Path, width: int, height: int, fps: float = 30.0) -> Path:
+    """The sample clip at width x height and `fps`, as high-quality MJPEG a camera might send."""
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, (width, height))
+    writer.set(cv2.VIDEOWRITER_PROP_QUALITY, 95)
+    for frame in real_frames(width, height, 132):
+        writer.write(frame)
+    writer.release()
+    return path
