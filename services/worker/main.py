@@ -31,7 +31,7 @@ def build_app(settings: Settings) -> Celery:
     recorder = Recorder(
         buffers=cache(lambda camera_id: FrameBuffer(frames, camera_id)),
         store=store,
-        storage=Storage(settings.output_dir),
+        storage=Storage(settings.output_dir.resolve()),
         encode=make_encoder(settings.png_encoder, settings.png_compression),
         encoder_name=settings.png_encoder,
         settle_timeout=settings.settle_timeout,
