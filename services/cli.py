@@ -107,6 +107,20 @@ def worker(**flags: Any) -> None:
 
 @cli.command()
 @settings_options
+@click.option("--mqtt-url", help="MQTT broker, mqtt://host:1883 [SCO_MQTT_URL].")
+def mqtt(**flags: Any) -> None:
+    """Accept events published over MQTT on <prefix>/<camera_id>/events."""
+    from services.mqtt.main import main  # noqa: PLC0415  # each service loads only its own deps
+
+    settings = needs_redis(settings_from(flags))
+    if settings.mqtt_url is None:
+        raise click.UsageError("set SCO_MQTT_URL (or --mqtt-url), e.g. mqtt://127.0.0.1:1883")
+    main(settings)
+
+
+@cli.command()
+@settings_options
+@click.option("--mqtt-url", help="Also accept events over MQTT from this broker [SCO_MQTT_URL].")
 def up(**flags: Any) -> None:
     """Start capture, API and workers on this machine (with an embedded Redis if no URL)."""
     from services.capture.source import SourceError  # noqa: PLC0415  # see capture

@@ -13,6 +13,7 @@ from pathlib import Path
 from types import FrameType
 
 import httpx
+from pydantic import SecretStr
 
 from services.capture.source import parse_source
 from services.common.redisserver import RedisServer
@@ -31,7 +32,12 @@ def settings_env(settings: Settings) -> dict[str, str]:
     for name, value in settings.model_dump().items():
         if value is None:
             continue
-        text = ",".join(value) if isinstance(value, list) else str(value)
+        if isinstance(value, SecretStr):
+            text = value.get_secret_value()
+        elif isinstance(value, list):
+            text = ",".join(value)
+        else:
+            text = str(value)
         env[f"SCO_{name.upper()}"] = text
     return env
 
@@ -52,7 +58,8 @@ class Stack:
         if self.settings.redis_url is None:
             self._start_embedded_redis()
         env = {**os.environ, **settings_env(self.settings)}
-        for service in SERVICES:
+        services = [*SERVICES, "mqtt"] if self.settings.mqtt_url else list(SERVICES)
+        for service in services:
             command = [sys.executable, "-m", "services.cli", service]
             self.processes[service] = subprocess.Popen(command, env=env)  # noqa: S603  # our own CLI
 

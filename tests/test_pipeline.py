@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import threading
 import time
@@ -11,9 +9,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import cv2
 import httpx
-import numpy as np
 import pytest
 import redis
 
@@ -27,7 +23,7 @@ from tests.conftest import (
     start_worker,
     wait_final,
 )
-from tests.videos import read_index
+from tests.frames import assert_right_frames, load_manifest
 
 pytestmark = pytest.mark.usefixtures("session_worker")
 
@@ -49,39 +45,6 @@ def start_lane(
     client = api_factory(settings)
     observer.wait_for(warm_frames)
     return client, observer
-
-
-def assert_right_frames(manifest: dict[str, object], observer: StreamObserver) -> None:
-    """The saved frames are exactly the N captured at or before the moment, losslessly."""
-    moment = datetime.fromisoformat(str(manifest["event_time"]))
-    frames = manifest["frames"]
-    assert isinstance(frames, list)
-    saved_ids = [frame["stream_id"] for frame in frames]
-    observer.wait_for(len(observer.frames) + 1)  # the frame after the window, too
-    seen = [frame.stream_id for frame in observer.frames]
-    last = seen.index(saved_ids[-1])
-    assert saved_ids == seen[last - len(saved_ids) + 1 : last + 1], "not consecutive"
-    by_id = observer.by_id()
-    after = by_id[seen[last + 1]]
-    assert after.captured_us > moment.timestamp() * 1e6, "a newer frame before the moment"
-    path = Path(str(manifest["path"]))
-    for record in frames:
-        raw = by_id[record["stream_id"]]
-        assert raw.captured_us <= moment.timestamp() * 1e6 + 1, "a frame from after the moment"
-        png_bytes = (path / record["file"]).read_bytes()
-        assert hashlib.sha256(png_bytes).hexdigest() == record["sha256"]
-        decoded = cv2.imread(str(path / record["file"]), cv2.IMREAD_UNCHANGED)
-        assert decoded is not None
-        assert np.array_equal(decoded, raw.pixels), "PNG differs from the raw frame"
-        assert read_index(decoded) == record["source_index"] == raw.source_index
-
-
-def load_manifest(recording: dict[str, object]) -> dict[str, object]:
-    """metadata.json of a final recording, with its folder as `path`."""
-    path = Path(str(recording["path"]))
-    manifest: dict[str, object] = json.loads((path / "metadata.json").read_text())
-    manifest["path"] = str(path)
-    return manifest
 
 
 def test_saved_frames_are_the_n_just_before_the_event(

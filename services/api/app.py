@@ -14,6 +14,7 @@ from kombu.exceptions import OperationalError
 from services.api.bodylimit import BodyLimit
 from services.api.context import Context
 from services.api.routes import cameras, events, health, recordings
+from services.common.ingest import EventRefusedError
 from services.common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -40,9 +41,16 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     for error in UNAVAILABLE:
         app.add_exception_handler(error, store_unavailable)
+    app.add_exception_handler(EventRefusedError, event_refused)  # type: ignore[arg-type]  # Starlette types handlers by Exception
     for module in (events, recordings, cameras, health):
         app.include_router(module.router)
     return app
+
+
+async def event_refused(request: Request, error: EventRefusedError) -> JSONResponse:
+    """An event that cannot be accepted: its HTTP status and reason."""
+    headers = {"Retry-After": str(error.retry_after)} if error.retry_after else None
+    return JSONResponse({"detail": error.reason}, status_code=error.status, headers=headers)
 
 
 async def store_unavailable(request: Request, error: Exception) -> JSONResponse:

@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from services.common.cameras import CameraRegistry
 from services.common.framebuffer import FrameBuffer
+from services.common.ingest import Ingest
 from services.common.recordings import RecordingStore
 from services.common.settings import Settings
 from services.common.taskqueue import make_celery
@@ -47,6 +48,7 @@ class Context:
     store: RecordingStore
     cameras: CameraRegistry
     buffers: dict[str, FrameBuffer]
+    ingest: Ingest
     metrics: Metrics
 
     @classmethod
@@ -55,14 +57,18 @@ class Context:
         options = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}
         frames = redis.Redis.from_url(settings.frame_store_url, **options)
         state = redis.Redis.from_url(settings.state_store_url, **options)
+        celery = make_celery(settings)
+        store = RecordingStore(state)
+        buffers = {camera: FrameBuffer(frames, camera) for camera in settings.camera_ids}
         return cls(
             settings=settings,
             frames=frames,
             state=state,
-            celery=make_celery(settings),
-            store=RecordingStore(state),
+            celery=celery,
+            store=store,
             cameras=CameraRegistry(frames),
-            buffers={camera: FrameBuffer(frames, camera) for camera in settings.camera_ids},
+            buffers=buffers,
+            ingest=Ingest(settings, store, buffers, celery),
             metrics=Metrics(),
         )
 

@@ -44,6 +44,10 @@ def recordings_of(camera_id: str) -> str:
     return f"{PREFIX}:recordings:{camera_id}"
 
 
+# MQTT ingest: recordings accepted over MQTT whose final status is still to be published.
+MQTT_PENDING = f"{PREFIX}:mqtt:pending"
+
+
 def idempotency(camera_id: str, key: str) -> str:
     """String holding the recording ID first given to an idempotency key."""
     return f"{PREFIX}:idempotency:{camera_id}:{key}"

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 CAMERA_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
@@ -92,6 +92,30 @@ class Settings(BaseSettings):
         default=16 * 1024 * 1024, ge=1, description="Bytes per stream read (pages large reads)."
     )
 
+    # MQTT ingest (sco-recorder mqtt).
+    mqtt_url: str | None = Field(
+        default=None, description="Broker, mqtt://host:1883 or mqtts://host:8883; unset = no MQTT."
+    )
+    mqtt_protocol: Literal["5", "3.1.1"] = Field(default="5", description="MQTT version.")
+    mqtt_topic_prefix: str = Field(
+        default="sco", pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$", description="Topic root."
+    )
+    mqtt_client_id: str = Field(
+        default="sco-recorder-ingest", min_length=1, max_length=64,
+        description="Client ID; it names the persistent session.",
+    )  # fmt: skip
+    mqtt_username: str | None = Field(default=None, description="Broker user name.")
+    mqtt_password: SecretStr | None = Field(default=None, description="Broker password.")
+    mqtt_ca_file: Path | None = Field(default=None, description="CA bundle for TLS.")
+    mqtt_cert_file: Path | None = Field(default=None, description="Client certificate for TLS.")
+    mqtt_key_file: Path | None = Field(default=None, description="Client key for TLS.")
+    mqtt_session_expiry: int = Field(
+        default=86_400, ge=0, description="Seconds the broker keeps the session while we are away."
+    )
+    mqtt_dead_letter_topic: str = Field(
+        default="sco/deadletter", min_length=1, description="Where malformed messages go."
+    )
+
     log_level: str = Field(default="INFO", description="Python logging level.")
 
     @field_validator("cameras", mode="before")
@@ -114,6 +138,13 @@ class Settings(BaseSettings):
         for camera in value:
             if not _CAMERA_ID.match(camera):
                 raise ValueError(f"{camera!r} must match {CAMERA_ID_PATTERN}")
+        return value
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _check_mqtt_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^mqtts?://[^/:]+(:\d+)?/?$", value):
+            raise ValueError("must look like mqtt://host:1883 or mqtts://host:8883")
         return value
 
     @field_validator("log_level")

@@ -1,0 +1,1 @@
+"""MQTT ingest: the cashier system may publish events instead of POSTing them."""

@@ -1,0 +1,281 @@
+"""MQTT ingest: events published on `<prefix>/<camera_id>/events` are accepted like HTTP ones.
+
+Each message is acknowledged only after its event was accepted (or dead-lettered), so a
+crash in between makes the broker deliver it again; idempotency by transaction ID turns that
+second delivery into the same recording. Replies go to `<prefix>/<camera>/recordings/<id>`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import queue
+import re
+import ssl
+import threading
+from dataclasses import dataclass
+from typing import Any, cast
+from urllib.parse import urlparse
+
+import paho.mqtt.client as mqtt
+import redis
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from pydantic import ValidationError
+
+from services.common import keys
+from services.common.contracts import TRANSACTION_ID_PATTERN, EventIn, Recording, utcnow
+from services.common.ingest import EventRefusedError, Ingest
+from services.common.settings import Settings
+
+log = logging.getLogger(__name__)
+
+QOS = 1
+TRANSIENT = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, OSError)
+MAX_RETRY_SECONDS = 30.0
+WATCH_SECONDS = 0.25
+
+
+class DeadLetterError(ValueError):
+    """A message that can never become an event; it goes to the dead-letter topic."""
+
+
+@dataclass(frozen=True)
+class Topics:
+    """The topic layout under one prefix."""
+
+    prefix: str
+    dead_letter: str
+
+    @property
+    def events(self) -> str:
+        """The subscription: every camera's events."""
+        return f"{self.prefix}/+/events"
+
+    def camera_of(self, topic: str) -> str:
+        """The camera named by an events topic."""
+        parts = topic[len(self.prefix) + 1 :].split("/")
+        if not topic.startswith(self.prefix + "/") or len(parts) != 2 or parts[1] != "events":  # noqa: PLR2004
+            raise DeadLetterError(f"not an events topic: {topic!r}")
+        return parts[0]
+
+    def reply(self, camera_id: str, recording_id: str) -> str:
+        """Where a recording's status is published."""
+        return f"{self.prefix}/{camera_id}/recordings/{recording_id}"
+
+
+def make_client(settings: Settings) -> mqtt.Client:
+    """A paho client for the configured broker: version, credentials, TLS, backoff."""
+    v5 = settings.mqtt_protocol == "5"
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=settings.mqtt_client_id,
+        protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+        clean_session=None if v5 else False,
+        manual_ack=True,
+    )
+    if settings.mqtt_username:
+        password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
+        client.username_pw_set(settings.mqtt_username, password)
+    url = urlparse(str(settings.mqtt_url))
+    if url.scheme == "mqtts" or settings.mqtt_ca_file:
+        client.tls_set(
+            ca_certs=str(settings.mqtt_ca_file) if settings.mqtt_ca_file else None,
+            certfile=str(settings.mqtt_cert_file) if settings.mqtt_cert_file else None,
+            keyfile=str(settings.mqtt_key_file) if settings.mqtt_key_file else None,
+            tls_version=ssl.PROTOCOL_TLS_CLIENT,
+        )
+    client.reconnect_delay_set(min_delay=1, max_delay=30)
+    return client
+
+
+def connect_properties(settings: Settings) -> Properties | None:
+    """MQTT 5: keep the session (and its queued messages) while we are away."""
+    if settings.mqtt_protocol != "5":
+        return None
+    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho is unannotated here
+    properties.SessionExpiryInterval = settings.mqtt_session_expiry
+    return properties
+
+
+class MqttIngest:
+    """Subscribes to events, accepts them, replies, and reports final states."""
+
+    def __init__(
+        self, settings: Settings, ingest: Ingest, state: redis.Redis, client: mqtt.Client
+    ) -> None:
+        self.settings = settings
+        self.ingest = ingest
+        self.state = state
+        self.client = client
+        self.topics = Topics(settings.mqtt_topic_prefix, settings.mqtt_dead_letter_topic)
+        self.inbox: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
+        self.stop = threading.Event()
+        self.connected = threading.Event()
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+
+    def start(self) -> list[threading.Thread]:
+        """Connect (retrying in the background) and start the worker threads."""
+        url = urlparse(str(self.settings.mqtt_url))
+        default_port = 8883 if url.scheme == "mqtts" else 1883
+        self.client.connect_async(
+            url.hostname or "localhost",
+            url.port or default_port,
+            keepalive=30,
+            clean_start=False,
+            properties=connect_properties(self.settings),
+        )
+        self.client.loop_start()
+        threads = [
+            threading.Thread(target=self._process, name="mqtt-ingest", daemon=True),
+            threading.Thread(target=self._watch, name="mqtt-final", daemon=True),
+        ]
+        for thread in threads:
+            thread.start()
+        return threads
+
+    def close(self) -> None:
+        """Stop taking messages; unacknowledged ones are redelivered to the next session."""
+        self.stop.set()
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any
+    ) -> None:
+        if reason.is_failure:
+            log.warning("MQTT broker refused the connection: %s", reason)
+            return
+        log.info("MQTT connected (session present: %s)", flags.session_present)
+        client.subscribe(self.topics.events, qos=QOS)
+        self.connected.set()
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: ReasonCode, props: Any
+    ) -> None:
+        self.connected.clear()
+        if not self.stop.is_set():
+            log.warning("MQTT disconnected (%s); reconnecting with backoff", reason)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        # The network thread only queues: accepting talks to Redis and may have to wait.
+        self.inbox.put(message)
+
+    def _process(self) -> None:
+        while not self.stop.is_set():
+            try:
+                message = self.inbox.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            if self._handle_until_done(message):
+                self.client.ack(message.mid, message.qos)
+
+    def _handle_until_done(self, message: mqtt.MQTTMessage) -> bool:
+        """Handle a message, waiting out store outages rather than losing or refusing it.
+
+        False when stopped first: the message stays unacknowledged and comes back.
+        """
+        delay = 0.5
+        while not self.stop.is_set():
+            try:
+                self.handle(message)
+            except TRANSIENT as error:
+                log.warning("store unavailable (%s); retrying in %.1f s", error, delay)
+                self.stop.wait(delay)
+                delay = min(delay * 2, MAX_RETRY_SECONDS)
+            else:
+                return True
+        return False
+
+    def handle(self, message: mqtt.MQTTMessage) -> None:
+        """Accept one message's event and reply, or dead-letter it with the reason."""
+        try:
+            event, key = self.parse(message)
+            accepted = self.ingest.accept(event, key)
+        except (DeadLetterError, EventRefusedError) as error:
+            self.dead_letter(message, str(error))
+            return
+        answer = accepted.answer
+        reply = self.topics.reply(accepted.camera_id, answer.recording_id)
+        self.publish(reply, answer.model_dump(mode="json"))
+        if not answer.status.is_final:
+            # A redelivered duplicate registers again: its first copy may have died here.
+            self.state.hset(keys.MQTT_PENDING, answer.recording_id, accepted.camera_id)
+
+    def parse(self, message: mqtt.MQTTMessage) -> tuple[EventIn, str | None]:
+        """The event in a message, its camera taken from the topic; DeadLetterError if bad."""
+        camera_id = self.topics.camera_of(message.topic)
+        if len(message.payload) > self.settings.max_body_bytes:
+            raise DeadLetterError(f"payload larger than {self.settings.max_body_bytes} bytes")
+        try:
+            body = json.loads(message.payload)
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise DeadLetterError(f"payload is not JSON: {error}") from None
+        if not isinstance(body, dict):
+            raise DeadLetterError("payload must be a JSON object")
+        if body.setdefault("camera_id", camera_id) != camera_id:
+            raise DeadLetterError(f"camera_id {body['camera_id']!r} differs from the topic's")
+        try:
+            event = EventIn.model_validate(body)
+        except ValidationError as error:
+            raise DeadLetterError(_describe(error)) from None
+        key = _idempotency_key(message)
+        if key is not None and not re.match(TRANSACTION_ID_PATTERN, key):
+            raise DeadLetterError(f"Idempotency-Key must match {TRANSACTION_ID_PATTERN}")
+        return event, key or event.transaction_id
+
+    def dead_letter(self, message: mqtt.MQTTMessage, reason: str) -> None:
+        """Publish the message and why it was refused; never drop it silently."""
+        log.warning("dead-lettered a message on %s: %s", message.topic, reason)
+        try:
+            payload = {"payload": message.payload.decode()}
+        except UnicodeDecodeError:
+            payload = {"payload_base64": base64.b64encode(message.payload).decode()}
+        body = {"topic": message.topic, "reason": reason, "received_at": utcnow().isoformat()}
+        self.publish(self.topics.dead_letter, {**body, **payload})
+
+    def publish(self, topic: str, body: dict[str, Any]) -> None:
+        """Publish a JSON reply at QoS 1 (paho queues it while the broker is away)."""
+        self.client.publish(topic, json.dumps(body), qos=QOS)
+
+    def _watch(self) -> None:
+        """Publish each MQTT recording's final status once it has one."""
+        while not self.stop.wait(WATCH_SECONDS):
+            try:
+                self.report_final()
+            except TRANSIENT as error:
+                log.debug("final-state watch paused: %s", error)
+
+    def report_final(self) -> None:
+        """One pass over the recordings still waiting for a final status."""
+        pending = cast("dict[bytes, bytes]", self.state.hgetall(keys.MQTT_PENDING))
+        for raw_id, raw_camera in pending.items():
+            recording_id, camera_id = raw_id.decode(), raw_camera.decode()
+            recording: Recording | None = self.ingest.store.get(recording_id)
+            if recording is not None and not recording.status.is_final:
+                continue
+            if recording is not None:
+                reply = self.topics.reply(camera_id, recording_id)
+                self.publish(reply, recording.model_dump(mode="json"))
+            self.state.hdel(keys.MQTT_PENDING, recording_id)
+
+
+def _idempotency_key(message: mqtt.MQTTMessage) -> str | None:
+    """MQTT 5 user property `Idempotency-Key`, the header's counterpart."""
+    properties = getattr(message, "properties", None)
+    for name, value in getattr(properties, "UserProperty", None) or []:
+        if name.lower() == "idempotency-key":
+            return str(value)
+    return None
+
+
+def _describe(error: ValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(part) for part in item['loc']) or 'body'}: {item['msg']}"
+        for item in error.errors()
+    )
