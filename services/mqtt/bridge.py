@@ -117,6 +117,7 @@ class MqttIngest:
         self.connected = threading.Event()
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_connect_fail = self._on_connect_fail
         client.on_message = self._on_message
 
     def start(self) -> list[threading.Thread]:
@@ -161,6 +162,9 @@ class MqttIngest:
         self.connected.clear()
         if not self.stop.is_set():
             log.warning("MQTT disconnected (%s); reconnecting with backoff", reason)
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        log.warning("MQTT broker %s unreachable; retrying with backoff", self.settings.mqtt_url)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         # The network thread only queues: accepting talks to Redis and may have to wait.
