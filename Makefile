@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 SOURCE ?= sample
 OUTPUT ?= recordings
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test test-docker lint bench clean
 
 $(BIN)/.installed: pyproject.toml requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,9 @@ run: install  ## Record the sample video (or SOURCE=...) into OUTPUT; Ctrl-C sto
 
 test: install  ## The whole test suite: real Redis, Celery, HTTP and video decoding.
 	$(BIN)/python -m pytest
+
+test-docker: install  ## Build the images and run the compose stack with 3 workers (root).
+	$(BIN)/python -m pytest -m docker tests/docker -s
 
 lint: install
 	$(BIN)/ruff check .

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import importlib.util
 import sys
 import time
 import uuid
@@ -12,6 +13,7 @@ from typing import Any, TypeVar
 
 import click
 import httpx
+import redis
 
 from services.common.contracts import Status
 from services.common.settings import Settings, SettingsError, load_settings
@@ -129,6 +131,9 @@ def up(**flags: Any) -> None:
 
     settings = settings_from(flags)
     configure_logging(settings.log_level)
+    for module in ("cv2", "fpng"):
+        if importlib.util.find_spec(module) is None:
+            raise click.ClickException(f"`up` needs {module}: pip install 'sco-recorder[all]'")
     stack = Stack(settings)
     try:
         stack.start()
@@ -192,6 +197,20 @@ def report_final(client: httpx.Client, ids: list[str], timeout: float = 120.0) -
         click.echo(f"{recording['recording_id']} {recording['status']} {saved}{reason}")
         if recording.get("path"):
             click.echo(f"  {recording['path']}")
+
+
+@cli.command()
+@click.argument("service_name", type=click.Choice(["api", "capture", "worker", "mqtt"]))
+@settings_options
+def check(service_name: str, **flags: Any) -> None:
+    """Exit 0 if SERVICE_NAME is healthy (for container healthchecks), else 1 with the reason."""
+    from services.common.probes import PROBES, Unhealthy  # noqa: PLC0415  # a probe starts fast
+
+    settings = settings_from(flags)
+    try:
+        click.echo(PROBES[service_name](settings))
+    except (Unhealthy, SettingsError, redis.RedisError) as error:
+        raise click.ClickException(str(error)) from None
 
 
 def main() -> None:

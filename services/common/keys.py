@@ -46,6 +46,12 @@ def recordings_of(camera_id: str) -> str:
 
 # MQTT ingest: recordings accepted over MQTT whose final status is still to be published.
 MQTT_PENDING = f"{PREFIX}:mqtt:pending"
+MQTT_ALIVE_SECONDS = 15
+
+
+def mqtt_alive(client_id: str) -> str:
+    """Expiring key the MQTT ingest refreshes while it is connected; its healthcheck reads it."""
+    return f"{PREFIX}:mqtt:{client_id}:alive"
 
 
 def idempotency(camera_id: str, key: str) -> str:

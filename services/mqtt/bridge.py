@@ -248,9 +248,12 @@ class MqttIngest:
         self.client.publish(topic, json.dumps(body), qos=QOS)
 
     def _watch(self) -> None:
-        """Publish each MQTT recording's final status once it has one."""
+        """Publish each MQTT recording's final status once it has one; say we are alive."""
         while not self.stop.wait(WATCH_SECONDS):
             try:
+                if self.connected.is_set():
+                    alive = keys.mqtt_alive(self.settings.mqtt_client_id)
+                    self.state.set(alive, "1", ex=keys.MQTT_ALIVE_SECONDS)
                 self.report_final()
             except TRANSIENT as error:
                 log.debug("final-state watch paused: %s", error)

@@ -1,0 +1,71 @@
+"""Health probes for container healthchecks: is this service doing its job right now?"""
+
+from __future__ import annotations
+
+import socket
+
+import httpx
+import redis
+
+from services.common import keys
+from services.common.cameras import CameraRegistry
+from services.common.contracts import utcnow
+from services.common.settings import Settings
+from services.common.taskqueue import make_celery
+
+TIMEOUT = 3.0
+
+
+class Unhealthy(RuntimeError):  # noqa: N818  # reads as a state: "raise Unhealthy(reason)"
+    """The service is not healthy; the message says why."""
+
+
+def probe_api(settings: Settings) -> str:
+    """The API answers /healthz."""
+    url = f"http://127.0.0.1:{settings.port}/healthz"
+    try:
+        answer = httpx.get(url, timeout=TIMEOUT)
+    except httpx.TransportError as error:
+        raise Unhealthy(f"api: {error}") from None
+    if answer.status_code != 200:  # noqa: PLR2004
+        raise Unhealthy(f"api: /healthz answered {answer.status_code}")
+    return "api: ok"
+
+
+def probe_capture(settings: Settings) -> str:
+    """The capture published a running heartbeat within stale_after seconds."""
+    client = redis.Redis.from_url(settings.frame_store_url, socket_timeout=TIMEOUT)
+    try:
+        status = CameraRegistry(client).read(settings.camera_id)
+    finally:
+        client.close()
+    if status is None:
+        raise Unhealthy(f"capture: no heartbeat for camera {settings.camera_id}")
+    age = (utcnow() - status.updated_at).total_seconds()
+    if status.state != "running" or age > settings.stale_after:
+        raise Unhealthy(f"capture: {status.state}, heartbeat {age:.1f} s old, {status.last_error}")
+    return f"capture: running at {status.fps} fps"
+
+
+def probe_worker(settings: Settings) -> str:
+    """This host's Celery worker answers a ping over the broker."""
+    name = f"celery@{socket.gethostname()}"
+    replies = make_celery(settings).control.ping(destination=[name], timeout=TIMEOUT)
+    if not replies:
+        raise Unhealthy(f"worker: {name} did not answer a ping")
+    return f"worker: {name} ok"
+
+
+def probe_mqtt(settings: Settings) -> str:
+    """The MQTT ingest is connected (it refreshes a short-lived key while it is)."""
+    client = redis.Redis.from_url(settings.state_store_url, socket_timeout=TIMEOUT)
+    try:
+        alive = client.exists(keys.mqtt_alive(settings.mqtt_client_id))
+    finally:
+        client.close()
+    if not alive:
+        raise Unhealthy(f"mqtt: {settings.mqtt_client_id} is not connected to its broker")
+    return "mqtt: connected"
+
+
+PROBES = {"api": probe_api, "capture": probe_capture, "worker": probe_worker, "mqtt": probe_mqtt}
