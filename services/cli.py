@@ -154,12 +154,20 @@ def up(**flags: Any) -> None:
 @click.option("--camera-id", default=None, help="Camera (default: the API's only camera).")
 @click.option("--frames-before", type=click.IntRange(1), default=None, help="Frames per event.")
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait for final states.")
+@click.option("--api-key", envvar="SCO_API_KEY", default=None, help="Bearer key [SCO_API_KEY].")
 def send(
-    url: str, count: int, camera_id: str | None, frames_before: int | None, wait: bool
+    *,
+    url: str,
+    count: int,
+    camera_id: str | None,
+    frames_before: int | None,
+    wait: bool,
+    api_key: str | None,
 ) -> None:
     """Post test events (a batch, with a progress bar) and report where they ended."""
     batch = uuid.uuid4().hex[:8]
-    with httpx.Client(base_url=url, timeout=10.0) as client:
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    with httpx.Client(base_url=url, timeout=10.0, headers=headers) as client:
         ids = []
         with click.progressbar(range(count), label="sending events") as bar:
             for number in bar:

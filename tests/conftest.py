@@ -119,7 +119,8 @@ def base_settings(servers: Servers, output: Path, **overrides: object) -> Settin
         "frames": 10,
         "workers": 2,
         "log_level": "INFO",
-        "settle_timeout": 2.0,
+        # Long enough for the next frame at 25 fps; short for jobs of tests with no capture.
+        "settle_timeout": 0.5,
     }
     values.update(overrides)
     return Settings.model_validate(values)

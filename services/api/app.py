@@ -7,12 +7,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import redis
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 from kombu.exceptions import OperationalError
 
 from services.api.bodylimit import BodyLimit
 from services.api.context import Context
+from services.api.deps import require_api_key
 from services.api.routes import cameras, events, health, recordings
 from services.common.ingest import EventRefusedError
 from services.common.settings import Settings
@@ -42,8 +43,13 @@ def create_app(settings: Settings) -> FastAPI:
     for error in UNAVAILABLE:
         app.add_exception_handler(error, store_unavailable)
     app.add_exception_handler(EventRefusedError, event_refused)  # type: ignore[arg-type]  # Starlette types handlers by Exception
-    for module in (events, recordings, cameras, health):
-        app.include_router(module.router)
+    guarded = [Depends(require_api_key)]
+    for module in (events, recordings, cameras):
+        app.include_router(module.router, dependencies=guarded)
+    app.include_router(health.router)
+    app.include_router(
+        health.metrics_router, dependencies=[] if settings.metrics_public else guarded
+    )
     return app
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import threading
@@ -30,7 +31,7 @@ def main(settings: Settings) -> None:
         spec=spec,
         buffer=FrameBuffer(client, settings.camera_id),
         registry=CameraRegistry(client),
-        opener=open_source,
+        opener=functools.partial(open_source, timeout=settings.source_timeout),
     )
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -79,10 +79,22 @@ def parse_source(source: str) -> SourceSpec:
 class OpenCVSource:
     """A cv2.VideoCapture; a file starts over at its end, a live source reports failure."""
 
-    def __init__(self, spec: SourceSpec) -> None:
+    def __init__(self, spec: SourceSpec, timeout: float = 5.0) -> None:
         self.spec = spec
-        target: int | str = int(spec.target) if spec.kind == "camera" else spec.target
-        self._capture = cv2.VideoCapture(target)
+        if spec.kind == "network":
+            # Without these, a dead stream blocks open() and read() for 30 s each.
+            millis = int(timeout * 1000)
+            params = [
+                cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+                millis,
+                cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+                millis,
+            ]
+            self._capture = cv2.VideoCapture(spec.target, cv2.CAP_FFMPEG, params)
+        elif spec.kind == "camera":
+            self._capture = cv2.VideoCapture(int(spec.target))
+        else:
+            self._capture = cv2.VideoCapture(spec.target)
         if not self._capture.isOpened():
             raise SourceError(f"source {spec.target!r}: cannot open it as a {spec.kind}")
         fps = float(self._capture.get(cv2.CAP_PROP_FPS) or 0.0)
@@ -109,6 +121,6 @@ class OpenCVSource:
         self._capture.release()
 
 
-def open_source(spec: SourceSpec) -> FrameSource:
-    """Open a source with OpenCV."""
-    return OpenCVSource(spec)
+def open_source(spec: SourceSpec, timeout: float = 5.0) -> FrameSource:
+    """Open a source with OpenCV; network sources give up on a silent peer after `timeout`."""
+    return OpenCVSource(spec, timeout)

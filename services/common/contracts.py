@@ -6,12 +6,22 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from services.common.settings import CAMERA_ID_PATTERN
 
 TRANSACTION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 RECORDING_ID_PATTERN = r"^[0-9a-f]{32}$"
+MAX_METADATA_DEPTH = 16
+
+
+def _depth(value: object) -> int:
+    """How deeply objects and arrays nest in a JSON value."""
+    if isinstance(value, dict):
+        return 1 + max((_depth(item) for item in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(item) for item in value), default=0)
+    return 0
 
 
 class Status(str, Enum):
@@ -42,6 +52,13 @@ class EventIn(BaseModel):
     frames_before: int | None = Field(default=None, ge=1)
     frames_after: int = Field(default=0, ge=0)
     metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("metadata")
+    @classmethod
+    def _limit_depth(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if _depth(value) > MAX_METADATA_DEPTH:
+            raise ValueError(f"metadata is nested deeper than {MAX_METADATA_DEPTH} levels")
+        return value
 
 
 class EventAccepted(BaseModel):

@@ -156,6 +156,10 @@ class FrameBuffer:
             first_id=first.decode() if first else None, count=int(count), buffered=int(buffered)
         )
 
+    def holds(self, member: str) -> bool:
+        """Whether a pin is still registered (an expired pin is removed at the next trim)."""
+        return self._redis.zscore(self._pins, member) is not None
+
     def release(self, member: str) -> None:
         """Remove a pin; the next append trims what only it was holding."""
         self._redis.zrem(self._pins, member)

@@ -47,10 +47,18 @@ def free_port() -> int:
 class RedisServer:
     """A redis-server child process; `persistent` turns on the append-only file."""
 
-    def __init__(self, directory: Path, *, persistent: bool = False, name: str = "redis") -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        persistent: bool = False,
+        name: str = "redis",
+        options: tuple[str, ...] = (),
+    ) -> None:
         self.directory = directory
         self.persistent = persistent
         self.name = name
+        self.options = options
         self.port = 0
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -71,6 +79,7 @@ class RedisServer:
             "--save", "",
             "--appendonly", "yes" if self.persistent else "no",
             "--logfile", str(self.directory / f"{self.name}.log"),
+            *self.options,
         ]  # fmt: skip
         self._process = subprocess.Popen(command, stdin=subprocess.DEVNULL)  # noqa: S603  # fixed argv
         self._wait_ready()
@@ -87,10 +96,13 @@ class RedisServer:
                 try:
                     if client.ping():
                         return
+                except (redis.AuthenticationError, redis.ResponseError):
+                    return  # it answers; it wants a password we were not given
                 except redis.ConnectionError:
                     time.sleep(0.05)
         finally:
             client.close()
+        self.stop()
         raise RedisServerError(
             f"{self.name} did not start on port {self.port}; see {self.directory}/{self.name}.log"
         )

@@ -27,6 +27,11 @@ class Settings(BaseSettings):
     # Frames: which camera, from which source, how many per recording.
     source: str = Field(default="sample", description="Video file, camera index, or RTSP/HTTP URL.")
     camera_id: str = Field(default="lane-1", description="Camera this capture feeds.")
+    source_timeout: float = Field(
+        default=5.0,
+        gt=0,
+        description="Seconds a network source may stay silent before a reconnect.",
+    )
     cameras: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Cameras the API accepts events for (comma-separated); default: camera_id.",
@@ -83,6 +88,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=64 * 1024, ge=1024, description="Largest event body.")
     max_queued: int = Field(default=10_000, ge=1, description="Queued jobs before 503.")
     idempotency_ttl: int = Field(default=86_400, ge=1, description="Seconds a key is remembered.")
+    api_key: SecretStr | None = Field(
+        default=None, description="When set, every /v1 route needs `Authorization: Bearer <key>`."
+    )
+    metrics_public: bool = Field(
+        default=True, description="Serve /metrics without the API key (false: it needs it too)."
+    )
     stale_after: float = Field(default=5.0, gt=0, description="Frame age at which /readyz fails.")
 
     # Worker.
@@ -139,6 +150,12 @@ class Settings(BaseSettings):
             if not _CAMERA_ID.match(camera):
                 raise ValueError(f"{camera!r} must match {CAMERA_ID_PATTERN}")
         return value
+
+    @field_validator("api_key", "mqtt_password", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        """An empty variable (compose's `${VAR:-}`) means no secret, never an empty one."""
+        return None if value == "" else value
 
     @field_validator("mqtt_url")
     @classmethod

@@ -61,8 +61,9 @@ class Recorder:
             outcome = Outcome(existing.status, existing.reason, existing.frames_saved, final)
         else:
             self.store.update(job.recording_id, Status.RUNNING)
+            pin_held = buffer.holds(job.pin_member)
             self._wait_for_frames(buffer, job)
-            outcome = self._write(buffer, job, final)
+            outcome = self._write(buffer, job, final, pin_held)
         self.store.update(
             job.recording_id,
             outcome.status,
@@ -94,11 +95,13 @@ class Recorder:
                 return
             self.sleep(POLL_SECONDS)
 
-    def _write(self, buffer: FrameBuffer, job: RecordingJob, final: Path) -> Outcome:
+    def _write(
+        self, buffer: FrameBuffer, job: RecordingJob, final: Path, pin_held: bool
+    ) -> Outcome:
         window = buffer.window(job.event_us, job.frames_before, job.frames_after)
         with self.storage.staging(job.recording_id) as staged:
             frames = self._save_frames(buffer, window, staged)
-            status, reason = judge(job, window, frames, self.clock())
+            status, reason = judge(job, window, frames, self.clock(), pin_held)
             manifest = _manifest(job, frames, status, reason, self.encoder_name)
             if not self.storage.commit(staged, manifest, final):
                 kept = self.storage.read_manifest(final) or manifest
@@ -152,7 +155,11 @@ def _has_passed(buffer: FrameBuffer, job: RecordingJob) -> bool:
 
 
 def judge(
-    job: RecordingJob, window: Window, frames: list[FrameRecord], now: float
+    job: RecordingJob,
+    window: Window,
+    frames: list[FrameRecord],
+    now: float,
+    pin_held: bool = True,
 ) -> tuple[Status, str | None]:
     """Complete when every frame asked for was saved; otherwise partial or failed, and why."""
     requested = job.frames_before + job.frames_after
@@ -160,7 +167,7 @@ def judge(
         return Status.COMPLETE, None
     reasons = []
     if len(window.before) < job.frames_before:
-        reasons.append(_why_short(job, len(window.before), now))
+        reasons.append(_why_short(job, len(window.before), now, pin_held))
     if len(window.after) < job.frames_after:
         reasons.append(
             f"only {len(window.after)} of {job.frames_after} frames after the event arrived"
@@ -172,7 +179,12 @@ def judge(
     return status, reason
 
 
-def _why_short(job: RecordingJob, found: int, now: float) -> str:
+def _why_short(job: RecordingJob, found: int, now: float, pin_held: bool) -> str:
+    if not pin_held and now * 1000 <= job.pin_deadline_ms:
+        return (
+            f"the frame store lost the pinned frames (restarted or flushed): {found} of "
+            f"{job.frames_before} frames were still buffered"
+        )
     if job.pinned_count < job.frames_before and found <= job.pinned_count:
         if job.buffered_at_pin >= job.frames_before:
             return (

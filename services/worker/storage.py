@@ -34,6 +34,24 @@ class StorageError(OSError):
     """Raised when a recording cannot be written; the message says why."""
 
 
+class StorageFullError(StorageError):
+    """The recordings filesystem is full; worth retrying once space is freed."""
+
+
+FULL = {errno.ENOSPC, errno.EDQUOT}
+
+
+@contextmanager
+def full_disk_as_error(path: Path) -> Iterator[None]:
+    """Turn 'no space left' into StorageFullError, so it reads as what it is."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno in FULL:
+            raise StorageFullError(f"storage full: cannot write {path}") from error
+        raise
+
+
 class StagedRecording:
     """A recording being written, invisible until committed."""
 
@@ -42,14 +60,15 @@ class StagedRecording:
 
     def write(self, name: str, data: bytes) -> None:
         """Write one file durably."""
-        descriptor = os.open(self.path / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(descriptor, view) :]
-            os.fsync(descriptor)
-        finally:
-            os.close(descriptor)
+        with full_disk_as_error(self.path / name):
+            descriptor = os.open(self.path / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(descriptor, view) :]
+                os.fsync(descriptor)
+            finally:
+                os.close(descriptor)
 
 
 class Storage:
@@ -75,11 +94,19 @@ class Storage:
 
     @contextmanager
     def staging(self, recording_id: str) -> Iterator[StagedRecording]:
-        """A fresh staging folder; removed again unless it was committed."""
+        """A fresh staging folder; removed again unless it was committed.
+
+        Leftovers of an earlier attempt at the same recording (a worker killed mid-write)
+        are removed first.
+        """
         staging_root = self.root / STAGING
-        staging_root.mkdir(parents=True, exist_ok=True)
-        path = staging_root / f"{recording_id}.{uuid.uuid4().hex[:8]}"
-        path.mkdir()
+        with full_disk_as_error(staging_root):
+            staging_root.mkdir(parents=True, exist_ok=True)
+            for leftover in staging_root.glob(f"{recording_id}.*"):
+                log.info("removing %s, left by an earlier attempt", leftover.name)
+                shutil.rmtree(leftover, ignore_errors=True)
+            path = staging_root / f"{recording_id}.{uuid.uuid4().hex[:8]}"
+            path.mkdir()
         try:
             yield StagedRecording(path)
         finally:
@@ -90,7 +117,8 @@ class Storage:
         """Write the manifest and move the recording into place; False if it already exists."""
         staged.write(MANIFEST, manifest.model_dump_json(indent=2).encode())
         _fsync_dir(staged.path)
-        final.parent.mkdir(parents=True, exist_ok=True)
+        with full_disk_as_error(final.parent):
+            final.parent.mkdir(parents=True, exist_ok=True)
         self._check_inside_root(final.parent)
         try:
             os.rename(staged.path, final)

@@ -13,6 +13,7 @@ from services.common import keys
 from services.common.contracts import RecordingJob, Status
 from services.common.recordings import RecordingStore
 from services.worker.recorder import Recorder
+from services.worker.storage import StorageFullError
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +21,7 @@ log = logging.getLogger(__name__)
 # retrying would only delay the final state.
 TRANSIENT = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
 MAX_RETRIES = 8
+STORAGE_FULL_RETRIES = 5  # 1 + 2 + 4 + 8 + 16 s: time to free space before the pin expires
 
 
 def register_tasks(app: Celery, recorder: Recorder, store: RecordingStore) -> None:
@@ -51,4 +53,12 @@ def register_tasks(app: Celery, recorder: Recorder, store: RecordingStore) -> No
             log.error("rejected job %s: %s", self.request.id, error)
             store.update(str(self.request.id), Status.FAILED, reason=f"invalid job: {error}")
             return Status.FAILED.value
-        return recorder.record(job).status.value
+        try:
+            return recorder.record(job).status.value
+        except StorageFullError as error:
+            log.warning("recording %s: %s; retrying", job.recording_id, error)
+            store.update(job.recording_id, Status.RUNNING, reason=f"{error}; retrying")
+            countdown = 2**self.request.retries
+            raise self.retry(
+                exc=error, countdown=countdown, max_retries=STORAGE_FULL_RETRIES
+            ) from error

@@ -43,3 +43,9 @@ def test_an_invalid_setting_fails_with_its_name(
     monkeypatch.setenv(variable, value)
     with pytest.raises(SettingsError, match=named):
         load_settings()
+
+
+def test_an_empty_secret_means_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SCO_API_KEY="" (as compose passes an unset variable) turns the key off, not to ""."""
+    monkeypatch.setenv("SCO_API_KEY", "")
+    assert load_settings().api_key is None

@@ -10,6 +10,7 @@ from services.api.deps import ContextDep
 from services.api.routes.cameras import describe_camera
 
 router = APIRouter(tags=["health"])
+metrics_router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz")
@@ -38,7 +39,7 @@ def readyz(context: ContextDep) -> JSONResponse:
     return JSONResponse({"status": "ready"})
 
 
-@router.get("/metrics")
+@metrics_router.get("/metrics")
 def metrics(context: ContextDep) -> Response:
     """Prometheus metrics of this API process."""
     return Response(generate_latest(context.metrics.registry), media_type=CONTENT_TYPE_LATEST)

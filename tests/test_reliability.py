@@ -1,0 +1,366 @@
+"""Faults against real processes: killed workers, restarted Redis, lost sources, full disks,
+bursts and shutdowns. Each test is a row of docs/reliability.md."""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+import redis
+
+from services.common.redisserver import RedisServer, free_port
+from services.common.settings import Settings
+from tests.conftest import Servers, Service, base_settings, start_worker, wait_final
+from tests.videos import write_video
+
+pytestmark = pytest.mark.reliability
+
+ApiFactory = Callable[[Settings], httpx.Client]
+CaptureFactory = Callable[[Settings], Service]
+FINAL = {"complete", "partial", "failed"}
+FINAL_BYTES = {status.encode() for status in FINAL}
+
+
+@pytest.fixture
+def private(tmp_path: Path) -> Iterator[Servers]:
+    """A Redis pair of this test's own, to stop, restart or fill; the frame store is capped."""
+    frames = RedisServer(
+        tmp_path / "frames",
+        name="frames",
+        options=("--maxmemory", "128mb", "--maxmemory-policy", "noeviction"),
+    ).start()
+    broker = RedisServer(tmp_path / "broker", persistent=True, name="broker").start()
+    yield Servers(frames, broker)
+    frames.stop()
+    broker.stop()
+
+
+@pytest.fixture
+def services(tmp_path: Path) -> Iterator[Callable[[str, Settings], Service]]:
+    """Starts service processes for a test; stops whatever is still running after it."""
+    started: list[Service] = []
+
+    def start(name: str, settings: Settings) -> Service:
+        service = Service(name, settings, tmp_path / f"{name}-{len(started)}.log")
+        started.append(service)
+        return service
+
+    yield start
+    for service in started:
+        service.stop(signal.SIGKILL, timeout=5)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
+    """Poll until the condition holds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def test_a_worker_killed_while_writing_pngs_is_redelivered_and_completes(
+    private: Servers,
+    tmp_path: Path,
+    api_factory: ApiFactory,
+    capture_factory: CaptureFactory,
+    services: Callable[[str, Settings], Service],
+) -> None:
+    """SIGKILL mid-write: the job runs again, one complete recording, no half-written leftovers."""
+    video = write_video(tmp_path / "big.avi", frames=200, width=1280, height=720)
+    settings = base_settings(
+        private, tmp_path / "out", source=str(video), frames=40, workers=1,
+        png_encoder="cv2", png_compression=9,
+    )  # fmt: skip
+    capture_factory(settings)
+    client = api_factory(settings)
+    wait_until(lambda: client.get("/readyz").status_code == 200, what="capture")
+    time.sleep(2)
+    worker = start_worker(settings, tmp_path / "worker.log")
+    recording_id = client.post("/v1/events", json={"transaction_id": "T-kill"}).json()[
+        "recording_id"
+    ]
+    staging = settings.output_dir / ".staging"
+    wait_until(lambda: len(list(staging.glob("*/frame_*.png"))) >= 3, what="PNGs being written")
+    children = psutil.Process(worker.process.pid).children(recursive=True)
+    assert len(children) == 1
+    children[0].send_signal(signal.SIGKILL)
+    recording = wait_final(client, recording_id)
+    worker.stop()
+    assert recording["status"] == "complete", recording
+    assert "Worker exited prematurely: signal 9" in worker.log()
+    folders = list((settings.output_dir / settings.camera_id).glob("*/*"))
+    assert len(folders) == 1
+    assert len(list(folders[0].glob("frame_*.png"))) == 40
+    assert list(staging.iterdir()) == []
+
+
+def test_redis_restarted_mid_capture_with_jobs_queued(
+    private: Servers,
+    tmp_path: Path,
+    video: Path,
+    api_factory: ApiFactory,
+    capture_factory: CaptureFactory,
+) -> None:
+    """Capture reconnects, the API answers 503 meanwhile, every accepted event ends final."""
+    settings = base_settings(private, tmp_path / "out", source=str(video))
+    capture = capture_factory(settings)
+    client = api_factory(settings)
+    wait_until(lambda: client.get("/readyz").status_code == 200, what="capture")
+    time.sleep(1)  # a full window buffered, so any shortfall is the restart's doing
+    accepted = [client.post("/v1/events", json={}).json()["recording_id"] for _ in range(5)]
+    private.frames.stop()
+    private.broker.stop()
+    during = client.post("/v1/events", json={})
+    assert during.status_code == 503
+    assert during.headers["Retry-After"]
+    assert client.get("/readyz").status_code == 503
+    time.sleep(1)
+    private.frames.start(port=private.frames.port)
+    private.broker.start(port=private.broker.port)
+    frames = redis.Redis.from_url(private.frames.url)
+    started = time.monotonic()
+    wait_until(lambda: frames.xlen(f"sco:frames:{settings.camera_id}") > 0, 10, "capture back")
+    reconnect_seconds = time.monotonic() - started
+    assert capture.process.poll() is None
+    worker = start_worker(settings, tmp_path / "worker.log")
+    try:
+        after = client.post("/v1/events", json={}).json()["recording_id"]
+        outcomes = [wait_final(client, recording_id) for recording_id in [*accepted, after]]
+    finally:
+        worker.stop()
+    for outcome in outcomes[:-1]:
+        assert outcome["status"] in FINAL
+        if outcome["status"] != "complete":
+            assert "frame store lost the pinned frames" in str(outcome["reason"])
+    assert outcomes[-1]["status"] == "complete"
+    assert reconnect_seconds < 5
+
+
+def serve_stream(video: Path, port: int) -> subprocess.Popen[bytes]:
+    """ffmpeg serving the video as an MJPEG stream over HTTP on loopback, looping."""
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        pytest.fail("ffmpeg is not installed: apt-get install ffmpeg")
+    return subprocess.Popen(
+        [ffmpeg, "-loglevel", "error", "-re", "-stream_loop", "-1", "-i", str(video),
+         "-c:v", "mjpeg", "-q:v", "3", "-f", "mpjpeg", "-listen", "1",
+         f"http://127.0.0.1:{port}/lane.mjpg"],
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def test_a_network_source_that_stops_and_returns_is_reconnected(
+    servers: Servers,
+    recordings_root: Path,
+    video: Path,
+    api_factory: ApiFactory,
+    capture_factory: CaptureFactory,
+) -> None:
+    """ffmpeg stops: the heartbeat shows the error and /readyz fails; it returns: frames flow."""
+    port = free_port()
+    server = serve_stream(video, port)
+    settings = base_settings(
+        servers, recordings_root, source=f"http://127.0.0.1:{port}/lane.mjpg",
+        stale_after=1.5, source_timeout=2.0,
+    )  # fmt: skip
+    try:
+        capture_factory(settings)
+        client = api_factory(settings)
+        wait_until(lambda: client.get("/readyz").status_code == 200, 30, "stream frames")
+        server.kill()
+        server.wait()
+        wait_until(lambda: client.get("/readyz").status_code == 503, 15, "not ready")
+        camera = client.get("/v1/cameras").json()[0]
+        assert camera["state"] == "reconnecting"
+        assert camera["last_error"]
+        server = serve_stream(video, port)
+        wait_until(lambda: client.get("/readyz").status_code == 200, 30, "ready again")
+        assert client.get("/v1/cameras").json()[0]["state"] == "running"
+    finally:
+        server.kill()
+        server.wait()
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 24 MB tmpfs of the test's own (needs root, as CI has)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)], check=True)
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def test_a_full_disk_writes_nothing_and_recovers_once_space_is_freed(
+    small_disk: Path,
+    private: Servers,
+    video: Path,
+    tmp_path: Path,
+    api_factory: ApiFactory,
+    capture_factory: CaptureFactory,
+) -> None:
+    """ENOSPC: the job retries with reason `storage full`, no partial folder; freed: complete."""
+    settings = base_settings(private, small_disk / "recordings", source=str(video), workers=1)
+    settings.output_dir.mkdir()
+    filler = small_disk / "filler"
+    # Fill every block: dd stops at "No space left on device".
+    subprocess.run(
+        ["dd", "if=/dev/zero", f"of={filler}", "bs=64k"], capture_output=True, check=False
+    )
+    capture_factory(settings)
+    client = api_factory(settings)
+    wait_until(lambda: client.get("/readyz").status_code == 200, what="capture")
+    worker = start_worker(settings, tmp_path / "worker.log")
+    try:
+        recording_id = client.post("/v1/events", json={}).json()["recording_id"]
+        wait_until(
+            lambda: "storage full" in str(client.get(f"/v1/recordings/{recording_id}").json()),
+            30, "storage full reason",
+        )  # fmt: skip
+        assert list((settings.output_dir).glob(f"{settings.camera_id}/*/*")) == []
+        assert list((settings.output_dir / ".staging").iterdir()) == []
+        filler.unlink()
+        recording = wait_final(client, recording_id)
+    finally:
+        worker.stop()
+    assert recording["status"] == "complete", recording
+    assert "storage full" in worker.log()
+
+
+def test_a_burst_of_2000_events_loses_none(
+    private: Servers,
+    tmp_path: Path,
+    video: Path,
+    api_factory: ApiFactory,
+    capture_factory: CaptureFactory,
+) -> None:
+    """2,000 events in ~10 s, one worker: 202 or 503+Retry-After; every 202 ends final."""
+    settings = base_settings(
+        private, tmp_path / "out", source=str(video), frames=5, workers=1, max_queued=300,
+        max_buffer_frames=200,
+    )  # fmt: skip
+    capture_factory(settings)
+    client = api_factory(settings)
+    wait_until(lambda: client.get("/readyz").status_code == 200, what="capture")
+    worker = start_worker(settings, tmp_path / "worker.log")
+    frames = redis.Redis.from_url(private.frames.url)
+    peak = 0
+    stop_sampling = threading.Event()
+
+    def sample_memory() -> None:
+        nonlocal peak
+        while not stop_sampling.wait(0.1):
+            peak = max(peak, int(frames.info("memory")["used_memory"]))
+
+    sampler = threading.Thread(target=sample_memory, daemon=True)
+    sampler.start()
+    started = time.monotonic()
+
+    def post(number: int) -> httpx.Response:
+        time.sleep(max(0.0, started + number / 200 - time.monotonic()))
+        return client.post("/v1/events", json={"transaction_id": f"B-{number}"})
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        answers = list(pool.map(post, range(2000)))
+    sent_seconds = time.monotonic() - started
+    try:
+        codes = Counter(answer.status_code for answer in answers)
+        assert set(codes) <= {202, 503}, codes
+        assert all(a.headers.get("Retry-After") for a in answers if a.status_code == 503)
+        accepted = [a.json()["recording_id"] for a in answers if a.status_code == 202]
+        finals = [wait_final(client, recording_id, timeout=300) for recording_id in accepted]
+        statuses = Counter(str(recording["status"]) for recording in finals)
+    finally:
+        stop_sampling.set()
+        worker.stop()
+    assert sum(statuses.values()) == len(accepted) == codes[202]
+    assert set(statuses) <= FINAL
+    assert peak < 128 * 1024 * 1024
+    print(f"\nburst: {codes} in {sent_seconds:.1f} s; final {statuses}; peak {peak >> 20} MB")
+
+
+def test_sigterm_to_the_worker_mid_job_loses_no_event(
+    private: Servers,
+    tmp_path: Path,
+    video: Path,
+    api_factory: ApiFactory,
+    capture_factory: CaptureFactory,
+) -> None:
+    """A worker stopped mid-work finishes its job; the rest wait in the broker for the next."""
+    settings = base_settings(private, tmp_path / "out", source=str(video), workers=1)
+    capture_factory(settings)
+    client = api_factory(settings)
+    wait_until(lambda: client.get("/readyz").status_code == 200, what="capture")
+    worker = start_worker(settings, tmp_path / "first.log")
+    ids = [client.post("/v1/events", json={}).json()["recording_id"] for _ in range(10)]
+    wait_until(lambda: "received" in worker.log(), what="a job to start")
+    assert worker.stop(signal.SIGTERM) == 0
+    second = start_worker(settings, tmp_path / "second.log")
+    try:
+        statuses = [wait_final(client, recording_id)["status"] for recording_id in ids]
+    finally:
+        second.stop()
+    assert set(statuses) <= FINAL
+    assert len(statuses) == 10
+
+
+def test_sigterm_to_the_api_mid_traffic_loses_no_accepted_event(
+    private: Servers,
+    tmp_path: Path,
+    recordings_root: Path,
+    services: Callable[[str, Settings], Service],
+) -> None:
+    """Every event answered 202 before the API stopped is recorded; the rest were never accepted."""
+    settings = base_settings(
+        private, tmp_path / "out", port=free_port(), workers=1, settle_timeout=0.2
+    )
+    api = services("api", settings)
+    api.wait_for_log("Application startup complete")
+    url = f"http://127.0.0.1:{settings.port}"
+    answers: list[httpx.Response] = []
+
+    def keep_posting() -> None:
+        with httpx.Client(base_url=url, timeout=5) as client:
+            for number in range(400):
+                try:
+                    answers.append(
+                        client.post("/v1/events", json={"transaction_id": f"S-{number}"})
+                    )
+                except httpx.TransportError:
+                    return
+
+    poster = threading.Thread(target=keep_posting)
+    poster.start()
+    wait_until(lambda: len(answers) >= 20, what="traffic")
+    # uvicorn drains its requests, then exits by the signal it got.
+    assert api.stop(signal.SIGTERM) in {0, -signal.SIGTERM}
+    assert "Finished server process" in api.log()
+    poster.join()
+    accepted = {a.json()["recording_id"] for a in answers if a.status_code == 202}
+    assert {a.status_code for a in answers} == {202}
+    worker = start_worker(settings, tmp_path / "worker.log")
+    state = redis.Redis.from_url(private.broker.url)
+
+    def is_final(recording_id: str) -> bool:
+        return state.hget(f"sco:recording:{recording_id}", "status") in FINAL_BYTES
+
+    try:
+        for recording_id in accepted:
+            wait_until(functools.partial(is_final, recording_id), 60, recording_id)
+    finally:
+        worker.stop()
+    assert state.zcard("sco:recordings") == len(accepted)
