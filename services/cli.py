@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import os
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -102,9 +104,13 @@ def api(**flags: Any) -> None:
 @settings_options
 def worker(**flags: Any) -> None:
     """Run Celery workers that write recordings."""
+    settings = needs_redis(settings_from(flags))
+    if settings.metrics_port:
+        # Before prometheus_client is imported: pool processes then share their samples.
+        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="sco-metrics-"))
     from services.worker.main import main  # noqa: PLC0415  # each service loads only its own deps
 
-    service(main)(**flags)
+    main(settings)
 
 
 @cli.command()

@@ -8,6 +8,7 @@ import redis
 from celery import Celery
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from services.api.gauges import StoreGauges
 from services.common.cameras import CameraRegistry
 from services.common.framebuffer import FrameBuffer
 from services.common.ingest import Ingest
@@ -60,6 +61,8 @@ class Context:
         celery = make_celery(settings)
         store = RecordingStore(state)
         buffers = {camera: FrameBuffer(frames, camera) for camera in settings.camera_ids}
+        metrics = Metrics()
+        metrics.registry.register(StoreGauges(frames, state, buffers))
         return cls(
             settings=settings,
             frames=frames,
@@ -69,7 +72,7 @@ class Context:
             cameras=CameraRegistry(frames),
             buffers=buffers,
             ingest=Ingest(settings, store, buffers, celery),
-            metrics=Metrics(),
+            metrics=metrics,
         )
 
     def close(self) -> None:

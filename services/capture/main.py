@@ -8,7 +8,9 @@ import signal
 import threading
 
 import redis
+from prometheus_client import start_http_server
 
+from services.capture.metrics import CaptureMetrics
 from services.capture.service import Capture
 from services.capture.source import open_source, parse_source
 from services.common.cameras import CameraRegistry
@@ -26,12 +28,16 @@ def main(settings: Settings) -> None:
     client = redis.Redis.from_url(
         settings.frame_store_url, socket_timeout=5, socket_connect_timeout=5
     )
+    metrics = CaptureMetrics()
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, registry=metrics.registry)
     capture = Capture(
         settings,
         spec=spec,
         buffer=FrameBuffer(client, settings.camera_id),
         registry=CameraRegistry(client),
         opener=functools.partial(open_source, timeout=settings.source_timeout),
+        metrics=metrics,
     )
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import redis
 
+from services.capture.metrics import CaptureMetrics
 from services.capture.source import FrameSource, SourceError, SourceSpec
 from services.common.cameras import CameraRegistry
 from services.common.contracts import CameraStatus, from_us, utcnow
@@ -79,6 +80,7 @@ class Capture:
         registry: CameraRegistry,
         opener: Callable[[SourceSpec], FrameSource],
         clock: Callable[[], float] = time.time,
+        metrics: CaptureMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.spec = spec
@@ -87,9 +89,13 @@ class Capture:
         self.opener = opener
         self.clock = clock
         self.counters = Counters()
+        self.metrics = metrics or CaptureMetrics()
+        self.camera_label = (buffer.camera_id,)
         self.state = "starting"
         self.fps = 0.0
         self._next_heartbeat = 0.0
+        self._keep = settings.frames
+        self._cap = buffer_cap(settings, 1.0)
 
     def run(self, stop: threading.Event) -> None:
         """Capture until `stop` is set; live sources are reopened with backoff."""
@@ -139,8 +145,8 @@ class Capture:
     def _pump(self, source: FrameSource, stop: threading.Event) -> bool:
         """Move frames until the source fails (False) or we are stopped (True)."""
         period = 1.0 / source.fps
-        cap = buffer_cap(self.settings, source.fps)
-        keep = frames_kept(self.settings, source.fps)
+        self._cap = buffer_cap(self.settings, source.fps)
+        self._keep = frames_kept(self.settings, source.fps)
         started, emitted = self.clock(), 0
         while not stop.is_set():
             got = source.read()
@@ -150,7 +156,7 @@ class Capture:
             pixels, index = got
             if not self.spec.is_live:
                 started, emitted = self._pace(started, emitted, period, stop)
-            self._push(pixels, index, keep, cap)
+            self._push(pixels, index)
             self._heartbeat()
         return True
 
@@ -164,30 +170,26 @@ class Capture:
             stop.wait(due - now)
         elif now - due > period:
             self.counters.late += 1
+            self.metrics.late.labels(*self.camera_label).inc()
             if now - due > 1.0:
                 # Far behind (a stall): start the schedule over rather than burst to catch up.
                 return now, 1
         return started, emitted + 1
 
-    def _push(self, pixels: Pixels, index: int, keep: int, cap: int) -> None:
+    def _push(self, pixels: Pixels, index: int) -> None:
         now = self.clock()
         counters = self.counters
         # Capture times must grow even if the wall clock steps back: the window depends on it.
         captured_us = max(int(now * 1_000_000), (counters.last_frame_us or 0) + 1)
         counters.frames_read += 1
         counters.height, counters.width = pixels.shape[0], pixels.shape[1]
+        self.metrics.frames.labels(*self.camera_label).inc()
         try:
-            self.buffer.append(
-                pixels,
-                source_index=index,
-                sequence=counters.frames_read,
-                captured_us=captured_us,
-                keep=keep,
-                hard_cap=cap,
-                now_ms=int(now * 1000),
-            )
+            with self.metrics.append_seconds.labels(*self.camera_label).time():
+                self._append(pixels, index, captured_us, now)
         except REDIS_ERRORS as error:
             counters.dropped += 1
+            self.metrics.dropped.labels(*self.camera_label).inc()
             counters.fail(f"frame store: {error}")
             if counters.dropped % 100 == 1:
                 log.warning("dropped frame %d: %s", counters.frames_read, error)
@@ -197,11 +199,23 @@ class Capture:
         if self.state != "running":
             self.state = "running"
 
+    def _append(self, pixels: Pixels, index: int, captured_us: int, now: float) -> None:
+        self.buffer.append(
+            pixels,
+            source_index=index,
+            sequence=self.counters.frames_read,
+            captured_us=captured_us,
+            keep=self._keep,
+            hard_cap=self._cap,
+            now_ms=int(now * 1000),
+        )
+
     def _heartbeat(self, force: bool = False) -> None:
         now = self.clock()
         if not force and now < self._next_heartbeat:
             return
         self._next_heartbeat = now + HEARTBEAT_SECONDS
+        self.metrics.fps.labels(*self.camera_label).set(self.counters.fps(now))
         try:
             self.registry.publish(self.status(now))
         except REDIS_ERRORS as error:

@@ -127,6 +127,9 @@ class Settings(BaseSettings):
         default="sco/deadletter", min_length=1, description="Where malformed messages go."
     )
 
+    metrics_port: int = Field(
+        default=0, ge=0, le=65535, description="Prometheus port of capture and worker; 0 = off."
+    )
     log_level: str = Field(default="INFO", description="Python logging level.")
 
     @field_validator("cameras", mode="before")

@@ -7,6 +7,7 @@ from functools import cache
 
 import redis
 from celery import Celery
+from prometheus_client import start_http_server
 
 from services.common import keys
 from services.common.framebuffer import FrameBuffer
@@ -15,6 +16,7 @@ from services.common.recordings import RecordingStore
 from services.common.settings import Settings
 from services.common.taskqueue import make_celery
 from services.worker.encoder import make_encoder
+from services.worker.metrics import serving_registry
 from services.worker.recorder import Recorder
 from services.worker.storage import Storage
 from services.worker.tasks import register_tasks
@@ -44,6 +46,8 @@ def build_app(settings: Settings) -> Celery:
 def main(settings: Settings) -> None:
     """Run a Celery worker with `settings.workers` processes until SIGTERM (warm shutdown)."""
     configure_logging(settings.log_level)
+    if settings.metrics_port:
+        start_http_server(settings.metrics_port, registry=serving_registry())
     removed = Storage(settings.output_dir).clean_staging(older_than=settings.task_time_limit * 2)
     if removed:
         log.info("removed %d staging folders left by an earlier worker", removed)

@@ -20,6 +20,7 @@ from services.common.contracts import (
 from services.common.framebuffer import FrameBuffer, Window
 from services.common.recordings import RecordingStore
 from services.worker.encoder import Encoder
+from services.worker.metrics import WorkerMetrics
 from services.worker.storage import StagedRecording, Storage
 
 log = logging.getLogger(__name__)
@@ -50,9 +51,11 @@ class Recorder:
     page_bytes: int
     clock: Callable[[], float] = field(default=time.time)
     sleep: Callable[[float], None] = field(default=time.sleep)
+    metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
 
     def record(self, job: RecordingJob) -> Outcome:
         """Write the recording for a job once; a redelivered job finds it and only reports it."""
+        started = self.clock()
         buffer = self.buffers(job.camera_id)
         final = self.storage.path_of(job.camera_id, from_us(job.event_us).date(), job.recording_id)
         existing = self.storage.read_manifest(final)
@@ -72,6 +75,10 @@ class Recorder:
             path=str(outcome.path),
         )
         buffer.release(job.pin_member)
+        finished = self.clock()
+        self.metrics.recordings.labels(outcome.status.value).inc()
+        self.metrics.job_seconds.observe(finished - started)
+        self.metrics.event_to_final_seconds.observe(finished - job.received_at.timestamp())
         return outcome
 
     def _wait_for_frames(self, buffer: FrameBuffer, job: RecordingJob) -> None:

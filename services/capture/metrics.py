@@ -1,0 +1,44 @@
+"""The capture's Prometheus metrics, in a registry of its own, served on SCO_METRICS_PORT."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+XADD_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.033, 0.05, 0.1, 0.25, 0.5, 1.0)
+
+
+@dataclass
+class CaptureMetrics:
+    """Frames read, late and dropped, the rate, and how long each append took."""
+
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        labels = ["camera_id"]
+        self.frames = Counter(
+            "sco_capture_frames", "Frames read from the source.", labels, registry=self.registry
+        )
+        self.late = Counter(
+            "sco_capture_late_frames",
+            "Frames emitted more than one frame period after their due time.",
+            labels,
+            registry=self.registry,
+        )
+        self.dropped = Counter(
+            "sco_capture_dropped_frames",
+            "Frames the frame store did not take.",
+            labels,
+            registry=self.registry,
+        )
+        self.fps = Gauge(
+            "sco_capture_fps", "Frames per second over 2 s.", labels, registry=self.registry
+        )
+        self.append_seconds = Histogram(
+            "sco_capture_append_seconds",
+            "XADD + index + trim of one frame, one round trip.",
+            labels,
+            buckets=XADD_BUCKETS,
+            registry=self.registry,
+        )

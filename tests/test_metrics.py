@@ -1,0 +1,66 @@
+"""Prometheus metrics of the API, the capture and the (multi-process) worker."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from services.common.redisserver import free_port
+from services.common.settings import Settings
+from tests.conftest import Servers, Service, base_settings, start_worker, wait_final
+
+ApiFactory = Callable[[Settings], httpx.Client]
+
+
+def sample(text: str, name: str, labels: str = "") -> float:
+    """The value of one sample in Prometheus text format."""
+    pattern = re.escape(name) + (r"\{" + re.escape(labels) + r"\}" if labels else "") + r" (\S+)"
+    found = re.search(rf"^{pattern}$", text, re.MULTILINE)
+    assert found, f"{name}{{{labels}}} not in metrics"
+    return float(found.group(1))
+
+
+def test_capture_worker_and_api_expose_their_metrics(
+    servers: Servers,
+    tmp_path: Path,
+    video: Path,
+    api_factory: ApiFactory,
+    capture_factory: Callable[[Settings], Service],
+) -> None:
+    """After one recording: capture fps and appends, worker outcomes and latency, API gauges."""
+    settings = base_settings(
+        servers, tmp_path / "out", source=str(video), workers=2, metrics_port=free_port(),
+        broker_url=servers.broker.url.rsplit("/", 1)[0] + "/4",
+    )  # fmt: skip
+    capture_port = free_port()
+    capture_factory(settings.model_copy(update={"metrics_port": capture_port}))
+    camera = f'camera_id="{settings.camera_id}"'
+    client = api_factory(settings)
+    worker = start_worker(settings, tmp_path / "worker.log")
+    try:
+        recording_id = client.post("/v1/events", json={}).json()["recording_id"]
+        assert wait_final(client, recording_id)["status"] in {"complete", "partial"}
+        worker_metrics = httpx.get(f"http://127.0.0.1:{settings.metrics_port}/metrics").text
+    finally:
+        worker.stop()
+    assert (
+        sum(
+            sample(worker_metrics, "sco_recordings_total", f'status="{status}"')
+            for status in ("complete", "partial")
+            if f'status="{status}"' in worker_metrics
+        )
+        == 1
+    )
+    assert sample(worker_metrics, "sco_event_to_final_seconds_count") == 1
+    capture_metrics = httpx.get(f"http://127.0.0.1:{capture_port}/metrics").text
+    assert sample(capture_metrics, "sco_capture_frames_total", camera) > 0
+    assert sample(capture_metrics, "sco_capture_append_seconds_count", camera) > 0
+    api_metrics = client.get("/metrics").text
+    assert sample(api_metrics, "sco_events_accepted_total", camera) == 1
+    assert sample(api_metrics, "sco_stream_length", camera) > 0
+    assert sample(api_metrics, "sco_live_pins", camera) == 0
+    assert sample(api_metrics, "sco_queue_depth") == 0
+    assert sample(api_metrics, "sco_redis_used_memory_bytes", 'store="frames"') > 0
