@@ -134,6 +134,8 @@ def test_redis_restarted_mid_capture_with_jobs_queued(
     wait_until(lambda: frames.xlen(f"sco:frames:{settings.camera_id}") > 0, 10, "capture back")
     reconnect_seconds = time.monotonic() - started
     assert capture.process.poll() is None
+    stream = f"sco:frames:{settings.camera_id}"
+    wait_until(lambda: frames.xlen(stream) >= settings.frames, 10, "a full window again")
     worker = start_worker(settings, tmp_path / "worker.log")
     try:
         after = client.post("/v1/events", json={}).json()["recording_id"]

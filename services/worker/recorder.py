@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from services.common.contracts import (
     utcnow,
 )
 from services.common.framebuffer import FrameBuffer, Window
+from services.common.framecodec import Frame
 from services.common.recordings import RecordingStore
 from services.worker.encoder import Encoder
 from services.worker.metrics import WorkerMetrics
@@ -26,6 +29,7 @@ from services.worker.storage import StagedRecording, Storage
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.005
+WRITES_IN_FLIGHT = 3
 
 
 @dataclass(frozen=True)
@@ -126,30 +130,54 @@ class Recorder:
     def _save_frames(
         self, buffer: FrameBuffer, window: Window, staged: StagedRecording
     ) -> list[FrameRecord]:
-        """Encode and write the window's frames in capture order, page by page."""
+        """Encode and write the window's frames in capture order, page by page.
+
+        Encoding holds the GIL; hashing, writing and fsync release it. So a writer thread
+        hashes and writes frame k while this thread encodes frame k+1, with at most
+        WRITES_IN_FLIGHT encoded frames waiting.
+        """
         wanted = set(window.ids)
         records: list[FrameRecord] = []
         if not wanted:
             return records
-        for frame in buffer.read(window.ids[0], window.ids[-1], self.page_bytes):
-            if frame.stream_id not in wanted:
-                continue
-            name = f"frame_{len(records) + 1:04d}.png"
-            png = self.encode(frame.pixels)
-            staged.write(name, png)
-            records.append(
-                FrameRecord(
-                    file=name,
-                    source_index=frame.source_index,
-                    sequence=frame.sequence,
-                    captured_at=from_us(frame.captured_us),
-                    stream_id=frame.stream_id,
-                    sha256=hashlib.sha256(png).hexdigest(),
-                    width=frame.width,
-                    height=frame.height,
-                )
-            )
+        in_flight: deque[tuple[FrameRecord, Future[str]]] = deque()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="png-writer") as writer:
+            for frame in buffer.read(window.ids[0], window.ids[-1], self.page_bytes):
+                if frame.stream_id not in wanted:
+                    continue
+                record = _record_of(frame, f"frame_{len(records) + len(in_flight) + 1:04d}.png")
+                png = self.encode(frame.pixels)
+                in_flight.append((record, writer.submit(_write_hashed, staged, record.file, png)))
+                while len(in_flight) > WRITES_IN_FLIGHT or (in_flight and in_flight[0][1].done()):
+                    records.append(_finish(*in_flight.popleft()))
+            records.extend(_finish(*pair) for pair in in_flight)
         return records
+
+
+def _record_of(frame: Frame, name: str) -> FrameRecord:
+    """A frame's manifest entry, its hash still to come."""
+    return FrameRecord(
+        file=name,
+        source_index=frame.source_index,
+        sequence=frame.sequence,
+        captured_at=from_us(frame.captured_us),
+        stream_id=frame.stream_id,
+        sha256="",
+        width=frame.width,
+        height=frame.height,
+    )
+
+
+def _write_hashed(staged: StagedRecording, name: str, png: bytes) -> str:
+    """Write one PNG durably; its SHA-256."""
+    digest = hashlib.sha256(png).hexdigest()
+    staged.write(name, png)
+    return digest
+
+
+def _finish(record: FrameRecord, written: Future[str]) -> FrameRecord:
+    """The entry once its file is written; re-raises the writer's error (a full disk)."""
+    return record.model_copy(update={"sha256": written.result()})
 
 
 def _has_passed(buffer: FrameBuffer, job: RecordingJob) -> bool:
