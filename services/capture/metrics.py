@@ -42,3 +42,24 @@ class CaptureMetrics:
             buckets=XADD_BUCKETS,
             registry=self.registry,
         )
+
+    def of(self, camera_id: str) -> CameraMetrics:
+        """One camera's series, looked up once rather than per frame."""
+        return CameraMetrics(
+            frames=self.frames.labels(camera_id),
+            late=self.late.labels(camera_id),
+            dropped=self.dropped.labels(camera_id),
+            fps=self.fps.labels(camera_id),
+            append_seconds=self.append_seconds.labels(camera_id),
+        )
+
+
+@dataclass(frozen=True)
+class CameraMetrics:
+    """The series of one camera."""
+
+    frames: Counter
+    late: Counter
+    dropped: Counter
+    fps: Gauge
+    append_seconds: Histogram

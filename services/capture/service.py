@@ -89,8 +89,7 @@ class Capture:
         self.opener = opener
         self.clock = clock
         self.counters = Counters()
-        self.metrics = metrics or CaptureMetrics()
-        self.camera_label = (buffer.camera_id,)
+        self.metrics = (metrics or CaptureMetrics()).of(buffer.camera_id)
         self.state = "starting"
         self.fps = 0.0
         self._next_heartbeat = 0.0
@@ -170,7 +169,7 @@ class Capture:
             stop.wait(due - now)
         elif now - due > period:
             self.counters.late += 1
-            self.metrics.late.labels(*self.camera_label).inc()
+            self.metrics.late.inc()
             if now - due > 1.0:
                 # Far behind (a stall): start the schedule over rather than burst to catch up.
                 return now, 1
@@ -183,13 +182,13 @@ class Capture:
         captured_us = max(int(now * 1_000_000), (counters.last_frame_us or 0) + 1)
         counters.frames_read += 1
         counters.height, counters.width = pixels.shape[0], pixels.shape[1]
-        self.metrics.frames.labels(*self.camera_label).inc()
+        self.metrics.frames.inc()
         try:
-            with self.metrics.append_seconds.labels(*self.camera_label).time():
+            with self.metrics.append_seconds.time():
                 self._append(pixels, index, captured_us, now)
         except REDIS_ERRORS as error:
             counters.dropped += 1
-            self.metrics.dropped.labels(*self.camera_label).inc()
+            self.metrics.dropped.inc()
             counters.fail(f"frame store: {error}")
             if counters.dropped % 100 == 1:
                 log.warning("dropped frame %d: %s", counters.frames_read, error)
@@ -215,7 +214,7 @@ class Capture:
         if not force and now < self._next_heartbeat:
             return
         self._next_heartbeat = now + HEARTBEAT_SECONDS
-        self.metrics.fps.labels(*self.camera_label).set(self.counters.fps(now))
+        self.metrics.fps.set(self.counters.fps(now))
         try:
             self.registry.publish(self.status(now))
         except REDIS_ERRORS as error:

@@ -118,15 +118,21 @@ class FrameBuffer:
         """Add a frame with an ID ordered by capture time, index it, and trim the stream."""
         stream_id = self._next_id(captured_us // 1000)
         fields = encode_entry(pixels, source_index, sequence, captured_us)
-        pipe = self._redis.pipeline(transaction=True)
+        # One round trip, no MULTI: Redis runs the three in order, so the index never names a
+        # frame the stream lacks; a reader in between misses at most the newest frame, which
+        # the worker waits for anyway.
+        pipe = self._redis.pipeline(transaction=False)
         pipe.xadd(self._stream, cast(Any, fields), id=stream_id)
         pipe.zadd(self._index, {stream_id: captured_us})
-        self._trim_script(
-            keys=[self._stream, self._index, self._pins],
-            args=[keep, max(hard_cap, keep), now_ms],
-            client=pipe,
-        )
-        pipe.execute()
+        # EVALSHA by hand: a Script object in a pipeline asks SCRIPT EXISTS on every
+        # execute, one more round trip per frame.
+        trim = (self._stream, self._index, self._pins, keep, max(hard_cap, keep), now_ms)
+        pipe.evalsha(self._trim_script.sha, 3, *trim)
+        try:
+            pipe.execute()
+        except redis.exceptions.NoScriptError:
+            # Redis restarted and forgot the script; the frame and its index are in.
+            self._trim_script(keys=list(trim[:3]), args=list(trim[3:]))
         return stream_id
 
     def _next_id(self, millis: int) -> str:
