@@ -29,9 +29,11 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-bench: install  ## Event-to-recording latency and capture stability (see docs/benchmarks.md).
+bench: install  ## Encoders, ingest, latency, throughput, stability, memory (docs/benchmarks.md).
 	$(BIN)/python -m bench.encoders
+	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.latency
+	$(BIN)/python -m bench.throughput
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -272,9 +272,20 @@ def test_a_burst_of_2000_events_loses_none(
     sampler.start()
     started = time.monotonic()
 
+    resets = 0
+
     def post(number: int) -> httpx.Response:
+        nonlocal resets
         time.sleep(max(0.0, started + number / 200 - time.monotonic()))
-        return client.post("/v1/events", json={"transaction_id": f"B-{number}"})
+        body = {"transaction_id": f"B-{number}"}
+        for _ in range(3):
+            try:
+                return client.post("/v1/events", json=body)
+            except httpx.TransportError:
+                # What a real client does: send the same transaction again; idempotency
+                # makes a retry of an event that did get through the same recording.
+                resets += 1
+        return client.post("/v1/events", json=body)
 
     with ThreadPoolExecutor(max_workers=16) as pool:
         answers = list(pool.map(post, range(2000)))
@@ -289,10 +300,13 @@ def test_a_burst_of_2000_events_loses_none(
     finally:
         stop_sampling.set()
         worker.stop()
-    assert sum(statuses.values()) == len(accepted) == codes[202]
+    assert sum(statuses.values()) == len(set(accepted)) == codes[202]
+    state = redis.Redis.from_url(private.broker.url)
+    assert state.zcard(f"sco:recordings:{settings.camera_id}") == len(set(accepted))
     assert set(statuses) <= FINAL
     assert peak < 128 * 1024 * 1024
-    print(f"\nburst: {codes} in {sent_seconds:.1f} s; final {statuses}; peak {peak >> 20} MB")
+    summary = f"{codes} in {sent_seconds:.1f} s, {resets} resets retried; final {statuses}"
+    print(f"\nburst: {summary}; peak {peak >> 20} MB")
 
 
 def test_sigterm_to_the_worker_mid_job_loses_no_event(

@@ -98,9 +98,13 @@ class Settings(BaseSettings):
 
     # Worker.
     workers: int = Field(default=1, ge=1, le=64, description="Worker processes.")
+    worker_nice: int = Field(
+        default=10, ge=0, le=19,
+        description="Niceness of worker processes: the capture must never wait for an encoder.",
+    )  # fmt: skip
     task_time_limit: int = Field(default=300, ge=10, description="Hard time limit of one job (s).")
     read_page_bytes: int = Field(
-        default=16 * 1024 * 1024, ge=1, description="Bytes per stream read (pages large reads)."
+        default=8 * 1024 * 1024, ge=1, description="Bytes per stream read (pages large reads)."
     )
 
     # MQTT ingest (sco-recorder mqtt).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from functools import cache
 
 import redis
@@ -46,6 +47,8 @@ def build_app(settings: Settings) -> Celery:
 def main(settings: Settings) -> None:
     """Run a Celery worker with `settings.workers` processes until SIGTERM (warm shutdown)."""
     configure_logging(settings.log_level)
+    # Encoding is bulk work; a late frame is lost evidence. Pool processes inherit this.
+    os.nice(settings.worker_nice)
     if settings.metrics_port:
         start_http_server(settings.metrics_port, registry=serving_registry())
     removed = Storage(settings.output_dir).clean_staging(older_than=settings.task_time_limit * 2)

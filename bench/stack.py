@@ -1,0 +1,88 @@
+"""The production layout for benchmarks: two Redis servers and chosen services, as processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import redis
+
+from services.common.cameras import CameraRegistry
+from services.common.contracts import CameraStatus
+from services.common.redisserver import RedisServer, free_port
+from services.common.settings import Settings
+from services.stack import settings_env
+
+
+@contextmanager
+def running(
+    work: Path, video: Path, services: tuple[str, ...], **overrides: object
+) -> Iterator[Settings]:
+    """Redis servers plus `services` on `video`; yields their settings, stops all after."""
+    tag = f"{len(list(work.iterdir()))}"
+    with (
+        RedisServer(work / f"frames-{tag}", name="frames") as frames,
+        RedisServer(work / f"broker-{tag}", persistent=True, name="broker") as broker,
+    ):
+        values: dict[str, object] = {
+            "source": str(video), "camera_id": "bench", "frames": 30, "redis_url": frames.url,
+            "broker_url": broker.url, "output_dir": work / f"out-{tag}", "port": free_port(),
+            "workers": 1, "log_level": "WARNING", "max_queued": 100_000,
+        }  # fmt: skip
+        values.update(overrides)
+        settings = Settings.model_validate(values)
+        env = {**os.environ, **settings_env(settings)}
+        processes = []
+        for service in services:
+            log = (work / f"{service}-{tag}.log").open("wb")
+            command = [sys.executable, "-m", "services.cli", service]
+            processes.append(
+                subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+            )
+        try:
+            yield settings
+        finally:
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                process.wait(timeout=60)
+
+
+def wait_for_frames(settings: Settings, count: int, timeout: float = 60.0) -> None:
+    """Until the capture has put `count` frames in the stream."""
+    client = redis.Redis.from_url(str(settings.redis_url))
+    deadline = time.monotonic() + timeout
+    while client.xlen("sco:frames:bench") < count:
+        if time.monotonic() > deadline:
+            raise SystemExit("the capture did not start")
+        time.sleep(0.1)
+    client.close()
+
+
+def wait_for_api(settings: Settings, timeout: float = 60.0) -> None:
+    """Until the API answers /healthz."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"http://127.0.0.1:{settings.port}/healthz").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise SystemExit("the API did not start")
+        time.sleep(0.1)
+
+
+def heartbeat(settings: Settings) -> CameraStatus:
+    """The capture's current status."""
+    client = redis.Redis.from_url(str(settings.redis_url))
+    status = CameraRegistry(client).read("bench")
+    client.close()
+    assert status is not None
+    return status

@@ -1,0 +1,149 @@
+"""Throughput, capture stability and memory while workers write recordings back to back.
+
+For each source (720p, 1080p) and each worker count (1, 2 processes): the capture runs paced
+at 30 fps; after a warm-up, `--events` events arrive at once (a backlog) and the workers
+drain it. Reported, all from the same run:
+- recordings/s from the first job's start to the last one's end, against the floor: the
+  same read + encode + write + fsync of 30 frames by as many processes in a tight loop;
+- late frames of the capture (more than one period late) while the backlog drains;
+- Redis used_memory in steady state against N x frame bytes, and its peak in the backlog.
+
+Run: .venv/bin/python -m bench.throughput [--events 16] [--floor-seconds 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import tempfile
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+import redis
+
+from bench.sources import write_real_video
+from bench.stack import heartbeat, running, wait_for_frames
+from services.common.contracts import EventIn, to_us
+from services.common.framebuffer import FrameBuffer
+from services.common.ingest import Ingest
+from services.common.recordings import RecordingStore
+from services.common.settings import Settings
+from services.common.taskqueue import make_celery
+from services.worker.encoder import make_encoder
+from services.worker.storage import Storage
+
+FRAMES = 30
+
+
+def floor_worker(
+    settings: Settings, root: Path, seconds: float, done: multiprocessing.Queue[int]
+) -> None:
+    """Record the newest 30 frames again and again for `seconds`; report how many."""
+    client = redis.Redis.from_url(str(settings.redis_url))
+    buffer = FrameBuffer(client, "bench")
+    encode = make_encoder(settings.png_encoder)
+    storage = Storage(root)
+    count, deadline = 0, time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        window = buffer.window(to_us(datetime.now().astimezone()), FRAMES, 0)
+        with storage.staging(f"floor-{os.getpid()}-{count}") as staged:
+            for number, frame in enumerate(
+                buffer.read(window.ids[0], window.ids[-1], settings.read_page_bytes)
+            ):
+                staged.write(f"frame_{number:04d}.png", encode(frame.pixels))
+        count += 1
+    done.put(count)
+
+
+def floor_rate(settings: Settings, processes: int, seconds: float, root: Path) -> float:
+    """Recordings/s of the floor with this many processes."""
+    results: multiprocessing.Queue[int] = multiprocessing.Queue()
+    workers = [
+        multiprocessing.Process(target=floor_worker, args=(settings, root, seconds, results))
+        for _ in range(processes)
+    ]
+    for worker in workers:
+        worker.start()
+    total = sum(results.get(timeout=seconds + 60) for _ in workers)
+    for worker in workers:
+        worker.join()
+    return total / seconds
+
+
+def drain(settings: Settings, events: int) -> tuple[float, int, int, int]:
+    """Send a backlog, wait for it; recordings/s, late frames, frames read, peak memory."""
+    frames = redis.Redis.from_url(str(settings.redis_url))
+    state = redis.Redis.from_url(str(settings.broker_url))
+    store = RecordingStore(state)
+    buffers = {"bench": FrameBuffer(frames, "bench")}
+    ingest = Ingest(settings, store, buffers, make_celery(settings))
+    peak, stop = 0, threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not stop.wait(0.05):
+            peak = max(peak, int(frames.info("memory")["used_memory"]))
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    before = heartbeat(settings)
+    ids = [ingest.accept(EventIn(), None).answer.recording_id for _ in range(events)]
+    recordings = []
+    for recording_id in ids:
+        while (recording := store.get(recording_id)) is None or not recording.status.is_final:
+            time.sleep(0.05)
+        recordings.append(recording)
+    after = heartbeat(settings)
+    stop.set()
+    sampler.join()
+    first = min(recording.received_at for recording in recordings)
+    last = max(recording.updated_at for recording in recordings)
+    rate = events / (last - first).total_seconds()
+    late = after.late_frames - before.late_frames
+    return rate, late, after.frames_read - before.frames_read, peak
+
+
+def run(width: int, height: int, workers: int, args: argparse.Namespace, work: Path) -> str:
+    """One table row."""
+    video = work / f"lane-{height}p.avi"
+    if not video.exists():
+        write_real_video(video, width, height)
+    with running(work, video, ("capture", "worker"), workers=workers) as settings:
+        wait_for_frames(settings, FRAMES)
+        time.sleep(3)
+        client = redis.Redis.from_url(str(settings.redis_url))
+        steady = int(client.info("memory")["used_memory"])
+        client.close()
+        floor = floor_rate(settings, workers, args.floor_seconds, work / "floor")
+        time.sleep(1)
+        rate, late, read, peak = drain(settings, args.events)
+    frame_bytes = width * height * 3
+    return (
+        f"| {width}x{height} | {workers} | {rate:.2f} | {floor:.2f} | {rate / floor:.2f} | "
+        f"{late} of {read} ({100 * late / max(1, read):.1f} %) | "
+        f"{steady / (FRAMES * frame_bytes):.2f} | {peak / 2**20:.0f} MB |"
+    )
+
+
+def main() -> None:
+    """Print a markdown table."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=16)
+    parser.add_argument("--floor-seconds", type=float, default=8.0)
+    args = parser.parse_args()
+    print(
+        "| source | worker processes | recordings/s | floor recordings/s | ratio | "
+        "late frames while draining | steady memory / (N x frame) | peak memory in backlog |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory(prefix="sco-bench-") as work:
+        for width, height in ((1280, 720), (1920, 1080)):
+            for workers in (1, 2):
+                print(run(width, height, workers, args, Path(work)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
