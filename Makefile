@@ -29,11 +29,13 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-bench: install  ## Encoders, ingest, latency, throughput, stability, memory (docs/benchmarks.md).
+bench: install  ## Every benchmark of docs/benchmarks.md (needs wrk: apt-get install wrk).
 	$(BIN)/python -m bench.encoders
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.latency
 	$(BIN)/python -m bench.throughput
+	$(BIN)/python -m bench.api_load
+	$(BIN)/python -m bench.naive
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
