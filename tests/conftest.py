@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
+from typing import ClassVar, cast
 
 import httpx
 import pytest
@@ -63,6 +63,8 @@ def worker_env(settings: Settings) -> dict[str, str]:
 class Service:
     """A service started as `python -m services.cli NAME`, its output kept in a log file."""
 
+    started: ClassVar[list[Service]] = []
+
     def __init__(self, name: str, settings: Settings, log_path: Path) -> None:
         self.name = name
         self.log_path = log_path
@@ -73,6 +75,7 @@ class Service:
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
+        Service.started.append(self)
 
     def wait_for_log(self, text: str, timeout: float = READY_TIMEOUT) -> None:
         """Wait until the service has logged `text`."""
@@ -133,8 +136,20 @@ def session_worker(
     """The session's worker, on broker DB 0."""
     settings = base_settings(servers, recordings_root)
     worker = start_worker(settings, tmp_path_factory.mktemp("logs") / "worker.log")
+    Service.started.remove(worker)  # the session's own: not stopped after each test
     yield worker
     worker.stop()
+
+
+@pytest.fixture(autouse=True)
+def stop_leftover_services() -> Iterator[None]:
+    """A test that fails half-way still leaves no service process running behind it."""
+    Service.started.clear()
+    yield
+    for service in Service.started:
+        if service.process.poll() is None:
+            service.stop(signal.SIGTERM, timeout=10)
+    Service.started.clear()
 
 
 @pytest.fixture
