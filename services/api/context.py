@@ -30,9 +30,6 @@ class Metrics:
         self.duplicates = Counter(
             "sco_events_duplicate", "Events recognised as repeats.", registry=self.registry
         )
-        self.refused = Counter(
-            "sco_events_refused", "Events refused (4xx/5xx).", ["status"], registry=self.registry
-        )
         self.accept_seconds = Histogram(
             "sco_event_accept_seconds", "Time to accept an event.", registry=self.registry
         )

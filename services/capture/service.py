@@ -91,7 +91,6 @@ class Capture:
         self.counters = Counters()
         self.metrics = (metrics or CaptureMetrics()).of(buffer.camera_id)
         self.state = "starting"
-        self.fps = 0.0
         self._next_heartbeat = 0.0
         self._keep = settings.frames
         self._cap = buffer_cap(settings, 1.0)
@@ -135,7 +134,6 @@ class Capture:
                 stop.wait(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
                 continue
-            self.fps = source.fps
             self.state = "running"
             log.info("capturing %s at %.2f fps", self.spec.target, source.fps)
             return source
@@ -236,6 +234,6 @@ class Capture:
             errors=counters.errors,
             last_error=counters.last_error,
             last_frame_at=from_us(counters.last_frame_us) if counters.last_frame_us else None,
-            buffer_cap=buffer_cap(self.settings, self.fps or 1.0),
+            buffer_cap=self._cap,
             updated_at=utcnow(),
         )

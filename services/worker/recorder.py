@@ -94,9 +94,9 @@ class Recorder:
         """
         last_newest, last_progress = buffer.newest_us(), self.clock()
         while True:
-            if _has_passed(buffer, job):
-                return
             newest = buffer.newest_us()
+            if _has_passed(newest, buffer, job):
+                return
             if newest != last_newest:
                 last_newest, last_progress = newest, self.clock()
             elif self.clock() - last_progress > self.settle_timeout:
@@ -180,8 +180,7 @@ def _finish(record: FrameRecord, written: Future[str]) -> FrameRecord:
     return record.model_copy(update={"sha256": written.result()})
 
 
-def _has_passed(buffer: FrameBuffer, job: RecordingJob) -> bool:
-    newest = buffer.newest_us()
+def _has_passed(newest: int | None, buffer: FrameBuffer, job: RecordingJob) -> bool:
     if newest is None or newest <= job.event_us:
         return False
     if job.frames_after == 0:
