@@ -19,14 +19,14 @@ import os
 import tempfile
 import threading
 import time
-from datetime import datetime
 from pathlib import Path
 
 import redis
 
+from bench.floor import FRAMES, record_newest
 from bench.sources import write_real_video
 from bench.stack import heartbeat, running, wait_for_frames
-from services.common.contracts import EventIn, to_us
+from services.common.contracts import EventIn
 from services.common.framebuffer import FrameBuffer
 from services.common.ingest import Ingest
 from services.common.recordings import RecordingStore
@@ -34,8 +34,6 @@ from services.common.settings import Settings
 from services.common.taskqueue import make_celery
 from services.worker.encoder import make_encoder
 from services.worker.storage import Storage
-
-FRAMES = 30
 
 
 def floor_worker(
@@ -48,12 +46,8 @@ def floor_worker(
     storage = Storage(root)
     count, deadline = 0, time.monotonic() + seconds
     while time.monotonic() < deadline:
-        window = buffer.window(to_us(datetime.now().astimezone()), FRAMES, 0)
-        with storage.staging(f"floor-{os.getpid()}-{count}") as staged:
-            for number, frame in enumerate(
-                buffer.read(window.ids[0], window.ids[-1], settings.read_page_bytes)
-            ):
-                staged.write(f"frame_{number:04d}.png", encode(frame.pixels))
+        name = f"floor-{os.getpid()}-{count}"
+        record_newest(buffer, storage, encode, name, settings.read_page_bytes)
         count += 1
     done.put(count)
 
