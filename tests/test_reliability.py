@@ -70,6 +70,16 @@ def wait_until(condition: Callable[[], bool], timeout: float = 30.0, what: str =
         time.sleep(0.02)
 
 
+def start_lane(
+    settings: Settings, api_factory: ApiFactory, capture_factory: CaptureFactory
+) -> httpx.Client:
+    """The capture recording and the API answering, ready for events."""
+    capture_factory(settings)
+    client = api_factory(settings)
+    wait_until(lambda: client.get("/readyz").status_code == 200, what="capture")
+    return client
+
+
 def test_a_worker_killed_while_writing_pngs_is_redelivered_and_completes(
     private: Servers,
     tmp_path: Path,
@@ -83,9 +93,7 @@ def test_a_worker_killed_while_writing_pngs_is_redelivered_and_completes(
         private, tmp_path / "out", source=str(video), frames=40, workers=1,
         png_encoder="cv2", png_compression=9,
     )  # fmt: skip
-    capture_factory(settings)
-    client = api_factory(settings)
-    wait_until(lambda: client.get("/readyz").status_code == 200, what="capture")
+    client = start_lane(settings, api_factory, capture_factory)
     time.sleep(2)
     worker = start_worker(settings, tmp_path / "worker.log")
     recording_id = client.post("/v1/events", json={"transaction_id": "T-kill"}).json()[
@@ -223,9 +231,7 @@ def test_a_full_disk_writes_nothing_and_recovers_once_space_is_freed(
     subprocess.run(
         ["dd", "if=/dev/zero", f"of={filler}", "bs=64k"], capture_output=True, check=False
     )
-    capture_factory(settings)
-    client = api_factory(settings)
-    wait_until(lambda: client.get("/readyz").status_code == 200, what="capture")
+    client = start_lane(settings, api_factory, capture_factory)
     worker = start_worker(settings, tmp_path / "worker.log")
     try:
         recording_id = client.post("/v1/events", json={}).json()["recording_id"]
@@ -255,9 +261,7 @@ def test_a_burst_of_2000_events_loses_none(
         private, tmp_path / "out", source=str(video), frames=5, workers=1, max_queued=300,
         max_buffer_frames=200,
     )  # fmt: skip
-    capture_factory(settings)
-    client = api_factory(settings)
-    wait_until(lambda: client.get("/readyz").status_code == 200, what="capture")
+    client = start_lane(settings, api_factory, capture_factory)
     worker = start_worker(settings, tmp_path / "worker.log")
     frames = redis.Redis.from_url(private.frames.url)
     peak = 0
@@ -318,9 +322,7 @@ def test_sigterm_to_the_worker_mid_job_loses_no_event(
 ) -> None:
     """A worker stopped mid-work finishes its job; the rest wait in the broker for the next."""
     settings = base_settings(private, tmp_path / "out", source=str(video), workers=1)
-    capture_factory(settings)
-    client = api_factory(settings)
-    wait_until(lambda: client.get("/readyz").status_code == 200, what="capture")
+    client = start_lane(settings, api_factory, capture_factory)
     worker = start_worker(settings, tmp_path / "first.log")
     ids = [client.post("/v1/events", json={}).json()["recording_id"] for _ in range(10)]
     wait_until(lambda: "received" in worker.log(), what="a job to start")
