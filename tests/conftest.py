@@ -55,7 +55,7 @@ def recordings_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("recordings")
 
 
-def worker_env(settings: Settings) -> dict[str, str]:
+def service_env(settings: Settings) -> dict[str, str]:
     """The environment a service process started by a test gets."""
     return {**os.environ, **settings_env(settings), "PYTHONUNBUFFERED": "1"}
 
@@ -71,7 +71,7 @@ class Service:
         self._log = log_path.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "services.cli", name],
-            env=worker_env(settings),
+            env=service_env(settings),
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
