@@ -154,7 +154,7 @@ def test_redis_restarted_mid_capture_with_jobs_queued(
         assert outcome["status"] in FINAL
         if outcome["status"] != "complete":
             assert "frame store lost the pinned frames" in str(outcome["reason"])
-    assert outcomes[-1]["status"] == "complete"
+    assert outcomes[-1]["status"] == "complete", outcomes[-1]["reason"]
     assert reconnect_seconds < 5
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from enum import Enum
 from typing import Any, Literal
 
@@ -162,14 +162,17 @@ class CameraStatus(BaseModel):
     updated_at: datetime
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
 def from_us(micros: int) -> datetime:
-    """A UTC datetime from µs since the epoch."""
-    return datetime.fromtimestamp(micros / 1_000_000, tz=timezone.utc)
+    """A UTC datetime from µs since the epoch, exactly (a float would round some µs)."""
+    return EPOCH + timedelta(microseconds=micros)
 
 
 def to_us(moment: datetime) -> int:
-    """µs since the epoch from an aware datetime."""
-    return round(moment.timestamp() * 1_000_000)
+    """µs since the epoch from an aware datetime, exactly."""
+    return (moment - EPOCH) // timedelta(microseconds=1)
 
 
 def utcnow() -> datetime:

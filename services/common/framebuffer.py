@@ -19,16 +19,16 @@ from services.common.framecodec import Frame, Pixels, decode_entry, encode_entry
 
 log = logging.getLogger(__name__)
 
-# Pins the window at receipt: finds the N newest frames at or before the moment in the index
-# (never in the stream itself, whose replies would copy megabytes) and registers a pin scored
-# by the window's first capture time. With no frame yet, the pin holds from the moment on.
+# Pins a window: finds the N newest frames at or before the bound in the index (never in the
+# stream itself, whose replies would copy megabytes) and registers a pin scored by the oldest
+# one's capture time. With no frame yet, the pin holds frames from ARGV[4] on.
 PIN_SCRIPT = """
 local found = redis.call('ZREVRANGEBYSCORE', KEYS[1], ARGV[1], '-inf',
                          'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[2]))
 local count = #found / 2
 local buffered = redis.call('ZCARD', KEYS[1])
 if count == 0 then
-  redis.call('ZADD', KEYS[2], ARGV[1], ARGV[3])
+  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
   return {false, 0, buffered}
 end
 redis.call('ZADD', KEYS[2], found[2 * count], ARGV[3])
@@ -153,10 +153,17 @@ class FrameBuffer:
         millis, seq = newest[0].decode().split("-")
         return int(millis), int(seq)
 
-    def pin(self, event_us: int, frames_before: int, member: str) -> Pin:
-        """Register a pin on the frames at or before the moment; atomic, no frame bytes read."""
+    def pin(
+        self, member: str, frames_before: int, *, moment_us: int | None, empty_from_us: int
+    ) -> Pin:
+        """Hold the N frames at or before the moment, or the N newest when it is None (now).
+
+        Atomic and reads no frame bytes. Frames newer than the pinned ones are never trimmed
+        before it, so a moment stamped after this returns still finds its whole window.
+        """
+        bound = "+inf" if moment_us is None else moment_us
         first, count, buffered = self._pin_script(
-            keys=[self._index, self._pins], args=[event_us, frames_before, member]
+            keys=[self._index, self._pins], args=[bound, frames_before, member, empty_from_us]
         )
         return Pin(
             first_id=first.decode() if first else None, count=int(count), buffered=int(buffered)

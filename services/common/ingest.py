@@ -20,6 +20,7 @@ from services.common.contracts import (
     Recording,
     RecordingJob,
     Status,
+    from_us,
     to_us,
     utcnow,
 )
@@ -61,20 +62,25 @@ class Ingest:
     celery: Celery
 
     def accept(self, event: EventIn, idempotency_key: str | None) -> Accepted:
-        """Create the event's recording, pin its frames and queue its job; or refuse it."""
-        recording, frames_after = self._new_recording(event)
+        """Pin the event's frames, create its recording and queue its job; or refuse it."""
+        camera_id, frames_before = self._validate(event)
         if self.store.queued() >= self.settings.max_queued:
             raise EventRefusedError(
                 503, "too many queued recordings; retry later", RETRY_AFTER_SECONDS
             )
-        owner = self.store.create(recording, idempotency_key, self.settings.idempotency_ttl)
+        job = self._pin(event, camera_id, frames_before)
+        recording = _recording_of(job)
+        try:
+            owner = self.store.create(recording, idempotency_key, self.settings.idempotency_ttl)
+        except Exception:
+            self._release(job)
+            raise
         if owner != recording.recording_id:
+            self._release(job)
             existing = self.store.get(owner)
             current = existing.status if existing else Status.QUEUED
-            return Accepted(_answer(owner, current), recording.camera_id, duplicate=True)
-        job: RecordingJob | None = None
+            return Accepted(_answer(owner, current), camera_id, duplicate=True)
         try:
-            job = self._pin(event, recording, frames_after)
             self.celery.send_task(
                 keys.RECORD_TASK,
                 args=[job.model_dump(mode="json")],
@@ -86,9 +92,10 @@ class Ingest:
             self._undo(recording, idempotency_key, job)
             raise
         answer = _answer(recording.recording_id, Status.QUEUED)
-        return Accepted(answer, recording.camera_id, duplicate=False)
+        return Accepted(answer, camera_id, duplicate=False)
 
-    def _new_recording(self, event: EventIn) -> tuple[Recording, int]:
+    def _validate(self, event: EventIn) -> tuple[str, int]:
+        """The event's camera and frames_before, within the settings' limits."""
         settings = self.settings
         camera_id = self._camera_of(event)
         frames_before = event.frames_before or settings.frames
@@ -101,31 +108,16 @@ class Ingest:
             raise EventRefusedError(
                 422, f"frames_after must be at most {settings.max_frames_after}"
             )
-        received_at = utcnow()
-        moment = self._moment(event, received_at)
-        recording = Recording(
-            recording_id=uuid.uuid4().hex,
-            camera_id=camera_id,
-            transaction_id=event.transaction_id,
-            status=Status.QUEUED,
-            frames_requested=frames_before + event.frames_after,
-            event_time=moment,
-            received_at=received_at,
-            updated_at=received_at,
-        )
-        return recording, event.frames_after
+        return camera_id, frames_before
 
-    def _trusted(self, event: EventIn) -> bool:
-        return self.settings.trust_event_time and event.event_time is not None
-
-    def _moment(self, event: EventIn, received_at: datetime) -> datetime:
-        """Receipt time, or the cashier system's event_time when trusted and plausible."""
-        if not self._trusted(event) or event.event_time is None:
-            return received_at
+    def _trusted_moment(self, event: EventIn, now: datetime) -> datetime | None:
+        """The cashier system's event_time when trusted and plausible; None means receipt."""
+        if not self.settings.trust_event_time or event.event_time is None:
+            return None
         moment = event.event_time
-        if moment > received_at + timedelta(seconds=self.settings.max_clock_skew):
+        if moment > now + timedelta(seconds=self.settings.max_clock_skew):
             raise EventRefusedError(422, "event_time is in the future beyond max_clock_skew")
-        if moment < received_at - timedelta(seconds=self.settings.max_event_age):
+        if moment < now - timedelta(seconds=self.settings.max_event_age):
             raise EventRefusedError(
                 422, "event_time is older than max_event_age: its frames are no longer buffered"
             )
@@ -146,22 +138,37 @@ class Ingest:
             )
         return event.camera_id
 
-    def _pin(self, event: EventIn, recording: Recording, frames_after: int) -> RecordingJob:
-        deadline_ms = int((recording.received_at.timestamp() + self.settings.max_delay) * 1000)
-        member = pin_member(recording.recording_id, deadline_ms)
-        event_us = to_us(recording.event_time)
-        frames_before = recording.frames_requested - frames_after
-        pin = self.buffers[recording.camera_id].pin(event_us, frames_before, member)
+    def _pin(self, event: EventIn, camera_id: str, frames_before: int) -> RecordingJob:
+        """Pin the event's window, then stamp its receipt.
+
+        The stream holds about N frames, so a frame arriving between a receipt stamped first
+        and the pin would trim the window's oldest frame. Pinned first, the N newest frames
+        are held before the moment is taken, and the window (the N newest at or before the
+        moment) can only be those or newer ones. A trusted event_time is in the past, where
+        the buffer keeps max_event_age of frames beyond N.
+        """
+        recording_id = uuid.uuid4().hex
+        provisional = utcnow()
+        trusted = self._trusted_moment(event, provisional)
+        deadline_ms = int((provisional.timestamp() + self.settings.max_delay) * 1000)
+        member = pin_member(recording_id, deadline_ms)
+        pin = self.buffers[camera_id].pin(
+            member,
+            frames_before,
+            moment_us=to_us(trusted) if trusted else None,
+            empty_from_us=to_us(provisional),
+        )
+        received_at = utcnow()
         return RecordingJob(
-            recording_id=recording.recording_id,
-            camera_id=recording.camera_id,
-            transaction_id=recording.transaction_id,
-            event_us=event_us,
-            event_time_source="cashier" if self._trusted(event) else "received",
+            recording_id=recording_id,
+            camera_id=camera_id,
+            transaction_id=event.transaction_id,
+            event_us=to_us(trusted or received_at),
+            event_time_source="cashier" if trusted else "received",
             event_time_sent=event.event_time.isoformat() if event.event_time else None,
-            received_at=recording.received_at,
+            received_at=received_at,
             frames_before=frames_before,
-            frames_after=frames_after,
+            frames_after=event.frames_after,
             pinned_first_id=pin.first_id,
             pinned_count=pin.count,
             buffered_at_pin=pin.buffered,
@@ -170,16 +177,34 @@ class Ingest:
             metadata=event.metadata,
         )
 
-    def _undo(
-        self, recording: Recording, idempotency_key: str | None, job: RecordingJob | None
-    ) -> None:
+    def _release(self, job: RecordingJob) -> None:
+        """Best effort: a pin of an event not accepted after all (it would expire anyway)."""
+        try:
+            self.buffers[job.camera_id].release(job.pin_member)
+        except Exception:  # the frame store may be the thing that is down
+            log.warning("could not release the pin of %s", job.recording_id, exc_info=True)
+
+    def _undo(self, recording: Recording, idempotency_key: str | None, job: RecordingJob) -> None:
         """Best effort: an event we refuse must leave no recording and no pin behind."""
         try:
             self.store.discard(recording, idempotency_key)
-            if job is not None:
-                self.buffers[recording.camera_id].release(job.pin_member)
-        except Exception:  # the store that failed may still be down; pins expire anyway
+        except Exception:  # the store that failed may still be down
             log.warning("could not undo recording %s", recording.recording_id, exc_info=True)
+        self._release(job)
+
+
+def _recording_of(job: RecordingJob) -> Recording:
+    """The recording a job starts, as the API lists it."""
+    return Recording(
+        recording_id=job.recording_id,
+        camera_id=job.camera_id,
+        transaction_id=job.transaction_id,
+        status=Status.QUEUED,
+        frames_requested=job.frames_before + job.frames_after,
+        event_time=from_us(job.event_us),
+        received_at=job.received_at,
+        updated_at=job.received_at,
+    )
 
 
 def _answer(recording_id: str, current: Status) -> EventAccepted:

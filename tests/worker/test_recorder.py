@@ -83,7 +83,7 @@ def accept(
         60,
     )  # fmt: skip
     member = pin_member(recording_id, deadline)
-    pin = buffer.pin(moment_us, before, member)
+    pin = buffer.pin(member, before, moment_us=moment_us, empty_from_us=moment_us)
     return RecordingJob(
         recording_id=recording_id, camera_id=buffer.camera_id, event_us=moment_us,
         event_time_source="received", received_at=received, frames_before=before,
