@@ -13,7 +13,6 @@ from datetime import datetime, timedelta
 
 from celery import Celery
 
-from services.common import keys
 from services.common.contracts import (
     EventAccepted,
     EventIn,
@@ -25,8 +24,9 @@ from services.common.contracts import (
     utcnow,
 )
 from services.common.framebuffer import FrameBuffer, pin_member
-from services.common.recordings import RecordingStore
+from services.common.recordings import QueueFullError, RecordingStore
 from services.common.settings import Settings
+from services.common.taskqueue import record_message
 
 log = logging.getLogger(__name__)
 
@@ -62,16 +62,28 @@ class Ingest:
     celery: Celery
 
     def accept(self, event: EventIn, idempotency_key: str | None) -> Accepted:
-        """Pin the event's frames, create its recording and queue its job; or refuse it."""
+        """Pin the event's frames, then create its recording and queue its job; or refuse it.
+
+        Two round trips: the pin script on the frame store, then one script on the state
+        store that claims the idempotency key, creates the recording and pushes the job.
+        """
         camera_id, frames_before = self._validate(event)
-        if self.store.queued() >= self.settings.max_queued:
-            raise EventRefusedError(
-                503, "too many queued recordings; retry later", RETRY_AFTER_SECONDS
-            )
         job = self._pin(event, camera_id, frames_before)
         recording = _recording_of(job)
+        message = record_message(self.celery, job.model_dump(mode="json"), job.recording_id)
         try:
-            owner = self.store.create(recording, idempotency_key, self.settings.idempotency_ttl)
+            owner = self.store.create(
+                recording,
+                idempotency_key,
+                self.settings.idempotency_ttl,
+                job_message=message,
+                max_queued=self.settings.max_queued,
+            )
+        except QueueFullError as error:
+            self._release(job)
+            raise EventRefusedError(
+                503, "too many queued recordings; retry later", RETRY_AFTER_SECONDS
+            ) from error
         except Exception:
             self._release(job)
             raise
@@ -80,19 +92,7 @@ class Ingest:
             existing = self.store.get(owner)
             current = existing.status if existing else Status.QUEUED
             return Accepted(_answer(owner, current), camera_id, duplicate=True)
-        try:
-            self.celery.send_task(
-                keys.RECORD_TASK,
-                args=[job.model_dump(mode="json")],
-                task_id=recording.recording_id,
-                queue=keys.RECORD_QUEUE,
-                retry=False,
-            )
-        except Exception:
-            self._undo(recording, idempotency_key, job)
-            raise
-        answer = _answer(recording.recording_id, Status.QUEUED)
-        return Accepted(answer, camera_id, duplicate=False)
+        return Accepted(_answer(owner, Status.QUEUED), camera_id, duplicate=False)
 
     def _validate(self, event: EventIn) -> tuple[str, int]:
         """The event's camera and frames_before, within the settings' limits."""
@@ -183,14 +183,6 @@ class Ingest:
             self.buffers[job.camera_id].release(job.pin_member)
         except Exception:  # the frame store may be the thing that is down
             log.warning("could not release the pin of %s", job.recording_id, exc_info=True)
-
-    def _undo(self, recording: Recording, idempotency_key: str | None, job: RecordingJob) -> None:
-        """Best effort: an event we refuse must leave no recording and no pin behind."""
-        try:
-            self.store.discard(recording, idempotency_key)
-        except Exception:  # the store that failed may still be down
-            log.warning("could not undo recording %s", recording.recording_id, exc_info=True)
-        self._release(job)
 
 
 def _recording_of(job: RecordingJob) -> Recording:

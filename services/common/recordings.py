@@ -10,17 +10,22 @@ import redis
 from services.common import keys
 from services.common.contracts import Recording, Status, utcnow
 
-# Claims the idempotency key (if any) and creates the recording in one step, so two copies of
-# one event racing each other still make one recording. Returns the recording ID that owns it.
+# Claims the idempotency key (if any), creates the recording and queues its job in one step:
+# two copies of one event racing each other still make one recording, and a job is never
+# queued without its recording (nor the reverse). Returns the recording ID that owns the
+# event, or false when the queue is full (then nothing is written).
 CREATE_SCRIPT = """
 if ARGV[1] == '1' then
   local existing = redis.call('GET', KEYS[1])
   if existing then return existing end
-  redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
 end
-redis.call('HSET', KEYS[2], unpack(ARGV, 5))
+local limit = tonumber(ARGV[5])
+if limit > 0 and redis.call('LLEN', KEYS[5]) >= limit then return false end
+if ARGV[1] == '1' then redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) end
+redis.call('HSET', KEYS[2], unpack(ARGV, 7))
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[2])
 redis.call('ZADD', KEYS[4], ARGV[4], ARGV[2])
+if ARGV[6] ~= '' then redis.call('LPUSH', KEYS[5], ARGV[6]) end
 return ARGV[2]
 """
 
@@ -37,6 +42,10 @@ return 1
 FINAL = {status.value for status in Status if status.is_final}
 
 
+class QueueFullError(Exception):
+    """The job queue is at its limit; the event was not stored."""
+
+
 class RecordingStore:
     """Reads and writes recording status in the broker's Redis."""
 
@@ -45,8 +54,18 @@ class RecordingStore:
         self._create = client.register_script(CREATE_SCRIPT)
         self._update = client.register_script(UPDATE_SCRIPT)
 
-    def create(self, recording: Recording, idempotency_key: str | None, ttl: int) -> str:
-        """Store a new queued recording, or return the ID already given to this key."""
+    def create(
+        self,
+        recording: Recording,
+        idempotency_key: str | None,
+        ttl: int,
+        *,
+        job_message: str = "",
+        max_queued: int = 0,
+    ) -> str:
+        """Store a new queued recording and push its job message; or return the ID already
+        given to this key. Raises QueueFullError, writing nothing, when `max_queued` jobs wait.
+        """
         idem = keys.idempotency(recording.camera_id, idempotency_key) if idempotency_key else ""
         fields = _to_fields(recording)
         flat = [item for pair in fields.items() for item in pair]
@@ -56,26 +75,21 @@ class RecordingStore:
                 keys.recording(recording.recording_id),
                 keys.RECORDINGS_ALL,
                 keys.recordings_of(recording.camera_id),
+                keys.RECORD_QUEUE,
             ],
             args=[
                 "1" if idem else "0",
                 recording.recording_id,
                 ttl,
                 _score(recording.received_at),
+                max_queued,
+                job_message,
                 *flat,
             ],
         )
+        if owner is None:
+            raise QueueFullError(f"{max_queued} recordings are already queued")
         return owner.decode() if isinstance(owner, bytes) else str(owner)
-
-    def discard(self, recording: Recording, idempotency_key: str | None) -> None:
-        """Undo a create whose event could not be accepted after all."""
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.delete(keys.recording(recording.recording_id))
-        pipe.zrem(keys.RECORDINGS_ALL, recording.recording_id)
-        pipe.zrem(keys.recordings_of(recording.camera_id), recording.recording_id)
-        if idempotency_key:
-            pipe.delete(keys.idempotency(recording.camera_id, idempotency_key))
-        pipe.execute()
 
     def get(self, recording_id: str) -> Recording | None:
         """One recording's status, or None if unknown."""
@@ -115,10 +129,6 @@ class RecordingStore:
         for recording_id in ids:
             pipe.hgetall(keys.recording(recording_id.decode()))
         return [_from_fields(fields) for fields in pipe.execute() if fields]
-
-    def queued(self) -> int:
-        """Jobs waiting in the broker's queue."""
-        return int(self._redis.llen(keys.RECORD_QUEUE))
 
 
 def _score(moment: datetime) -> int:
