@@ -22,7 +22,9 @@ import pytest
 from services.common.redisserver import free_port
 from tests.test_docker_files import ROOT, compose_binary
 
-pytestmark = pytest.mark.docker
+# On a machine with no images yet, debootstrap and the builds alone take many minutes: far
+# beyond the suite's per-test limit, well inside CI's 90.
+pytestmark = [pytest.mark.docker, pytest.mark.timeout(45 * 60)]
 
 BASE_IMAGE = "debian:bookworm-slim"
 PROJECT = "sco-e2e"
