@@ -14,6 +14,7 @@ Run: .venv/bin/python -m bench.throughput [--events 16] [--floor-seconds 8]
 from __future__ import annotations
 
 import argparse
+import asyncio
 import multiprocessing
 import os
 import tempfile
@@ -28,10 +29,9 @@ from bench.sources import write_real_video
 from bench.stack import heartbeat, running, wait_for_frames
 from services.common.contracts import EventIn
 from services.common.framebuffer import FrameBuffer
-from services.common.ingest import Ingest
+from services.common.ingest import make_ingest
 from services.common.recordings import RecordingStore
 from services.common.settings import Settings
-from services.common.taskqueue import make_celery
 from services.worker.encoder import make_encoder
 from services.worker.storage import Storage
 
@@ -67,13 +67,20 @@ def floor_rate(settings: Settings, processes: int, seconds: float, root: Path) -
     return total / seconds
 
 
+async def accept_all(settings: Settings, events: int) -> list[str]:
+    """Accept a backlog of events at once, as the API would; their recording IDs."""
+    ingest = make_ingest(settings, timeout=5.0)
+    try:
+        return [(await ingest.accept(EventIn(), None)).answer.recording_id for _ in range(events)]
+    finally:
+        await ingest.close()
+
+
 def drain(settings: Settings, events: int) -> tuple[float, int, int, int]:
     """Send a backlog, wait for it; recordings/s, late frames, frames read, peak memory."""
     frames = redis.Redis.from_url(str(settings.redis_url))
     state = redis.Redis.from_url(str(settings.broker_url))
     store = RecordingStore(state)
-    buffers = {"bench": FrameBuffer(frames, "bench")}
-    ingest = Ingest(settings, store, buffers, make_celery(settings))
     peak, stop = 0, threading.Event()
 
     def sample() -> None:
@@ -84,7 +91,7 @@ def drain(settings: Settings, events: int) -> tuple[float, int, int, int]:
     sampler = threading.Thread(target=sample)
     sampler.start()
     before = heartbeat(settings)
-    ids = [ingest.accept(EventIn(), None).answer.recording_id for _ in range(events)]
+    ids = asyncio.run(accept_all(settings, events))
     recordings = []
     for recording_id in ids:
         while (recording := store.get(recording_id)) is None or not recording.status.is_final:

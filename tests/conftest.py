@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -18,10 +19,14 @@ import httpx
 import pytest
 import redis
 import uvicorn
+from redis import asyncio as aioredis
 
 from services.api.app import create_app
 from services.common import keys
+from services.common.contracts import Recording
+from services.common.framebuffer import FramePins, Pin
 from services.common.framecodec import Frame, decode_entry
+from services.common.recordings import RecordingIntake
 from services.common.redisserver import RedisServer, free_port
 from services.common.settings import Settings
 from services.stack import settings_env
@@ -47,6 +52,40 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     yield Servers(frames, broker)
     frames.stop()
     broker.stop()
+
+
+def pin_window(
+    servers: Servers, camera_id: str, member: str, frames_before: int, moment_us: int
+) -> Pin:
+    """Pin a window as the API does at receipt, at a moment of the test's choosing."""
+
+    async def pin() -> Pin:
+        frames = aioredis.Redis.from_url(servers.frames.url)
+        try:
+            return await FramePins(frames, camera_id).pin(
+                member, frames_before, moment_us=moment_us, empty_from_us=moment_us
+            )
+        finally:
+            await frames.aclose()
+
+    return asyncio.run(pin())
+
+
+def receive(
+    servers: Servers, recording: Recording, member: str, frames_before: int, moment_us: int
+) -> Pin:
+    """What the API does at receipt, at a moment of the test's choosing: pin, then create."""
+    pin = pin_window(servers, recording.camera_id, member, frames_before, moment_us)
+
+    async def create() -> None:
+        state = aioredis.Redis.from_url(servers.broker.url)
+        try:
+            await RecordingIntake(state).create(recording, None, 60)
+        finally:
+            await state.aclose()
+
+    asyncio.run(create())
+    return pin
 
 
 @pytest.fixture(scope="session")

@@ -146,7 +146,9 @@ def test_redis_restarted_mid_capture_with_jobs_queued(
     wait_until(lambda: frames.xlen(stream) >= settings.frames, 10, "a full window again")
     worker = start_worker(settings, tmp_path / "worker.log")
     try:
-        after = client.post("/v1/events", json={}).json()["recording_id"]
+        answer = client.post("/v1/events", json={})
+        assert answer.status_code == 202, answer.text
+        after = answer.json()["recording_id"]
         outcomes = [wait_final(client, recording_id) for recording_id in [*accepted, after]]
     finally:
         worker.stop()

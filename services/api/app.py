@@ -31,7 +31,7 @@ def create_app(settings: Settings) -> FastAPI:
         context = Context.build(settings)
         app.state.context = context
         yield
-        context.close()
+        await context.close()
 
     app = FastAPI(
         title="sco-recorder",

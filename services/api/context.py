@@ -5,16 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import redis
-from celery import Celery
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from services.api.gauges import StoreGauges
 from services.common.cameras import CameraRegistry
 from services.common.framebuffer import FrameBuffer
-from services.common.ingest import Ingest
+from services.common.ingest import Ingest, make_ingest
 from services.common.recordings import RecordingStore
 from services.common.settings import Settings
-from services.common.taskqueue import make_celery
+
+TIMEOUT = 2.0  # seconds to connect to or hear from a store before answering 503
 
 
 @dataclass
@@ -42,7 +42,6 @@ class Context:
     settings: Settings
     frames: redis.Redis
     state: redis.Redis
-    celery: Celery
     store: RecordingStore
     cameras: CameraRegistry
     buffers: dict[str, FrameBuffer]
@@ -52,11 +51,9 @@ class Context:
     @classmethod
     def build(cls, settings: Settings) -> Context:
         """Connect to the frame store and the state store named by the settings."""
-        options = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}
+        options = {"socket_timeout": TIMEOUT, "socket_connect_timeout": TIMEOUT}
         frames = redis.Redis.from_url(settings.frame_store_url, **options)
         state = redis.Redis.from_url(settings.state_store_url, **options)
-        celery = make_celery(settings)
-        store = RecordingStore(state)
         buffers = {camera: FrameBuffer(frames, camera) for camera in settings.camera_ids}
         metrics = Metrics()
         metrics.registry.register(StoreGauges(frames, state, buffers))
@@ -64,15 +61,15 @@ class Context:
             settings=settings,
             frames=frames,
             state=state,
-            celery=celery,
-            store=store,
+            store=RecordingStore(state),
             cameras=CameraRegistry(frames),
             buffers=buffers,
-            ingest=Ingest(settings, store, buffers, celery),
+            ingest=make_ingest(settings, timeout=TIMEOUT),
             metrics=metrics,
         )
 
-    def close(self) -> None:
+    async def close(self) -> None:
         """Release connections."""
         self.frames.close()
         self.state.close()
+        await self.ingest.close()

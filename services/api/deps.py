@@ -11,8 +11,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from services.api.context import Context
 
 
-def get_context(request: Request) -> Context:
-    """The app's context, built at start-up."""
+async def get_context(request: Request) -> Context:
+    """The app's context, built at start-up.
+
+    This and `require_api_key` are `async def` though they never wait: FastAPI runs a plain
+    `def` dependency in its thread pool, a thread hop per dependency per request.
+    """
     context: Context = request.app.state.context
     return context
 
@@ -22,7 +26,7 @@ ContextDep = Annotated[Context, Depends(get_context)]
 bearer = HTTPBearer(auto_error=False, description="SCO_API_KEY, when the API has one.")
 
 
-def require_api_key(
+async def require_api_key(
     context: ContextDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import redis
+from redis import asyncio as aioredis
 
 from services.common import keys
 from services.common.framecodec import Frame, Pixels, decode_entry, encode_entry
@@ -90,6 +91,37 @@ def pin_member(recording_id: str, deadline_ms: int) -> str:
     return f"{recording_id}|{deadline_ms}"
 
 
+class FramePins:
+    """The API's hold on one camera's frames, on an asyncio client: pin a window, release it."""
+
+    def __init__(self, client: aioredis.Redis, camera_id: str) -> None:
+        self._redis = client
+        self.camera_id = camera_id
+        self._index = keys.frame_index(camera_id)
+        self._pins = keys.pins(camera_id)
+        self._pin_script = client.register_script(PIN_SCRIPT)
+
+    async def pin(
+        self, member: str, frames_before: int, *, moment_us: int | None, empty_from_us: int
+    ) -> Pin:
+        """Hold the N frames at or before the moment, or the N newest when it is None (now).
+
+        Atomic and reads no frame bytes. Frames newer than the pinned ones are never trimmed
+        before it, so a moment stamped after this returns still finds its whole window.
+        """
+        bound = "+inf" if moment_us is None else moment_us
+        first, count, buffered = await self._pin_script(
+            keys=[self._index, self._pins], args=[bound, frames_before, member, empty_from_us]
+        )
+        return Pin(
+            first_id=first.decode() if first else None, count=int(count), buffered=int(buffered)
+        )
+
+    async def release(self, member: str) -> None:
+        """Remove a pin; the capture's next append trims what only it was holding."""
+        await self._redis.zrem(self._pins, member)
+
+
 class FrameBuffer:
     """One camera's capped frame stream, its capture-time index and its pins."""
 
@@ -99,7 +131,6 @@ class FrameBuffer:
         self._stream = keys.frame_stream(camera_id)
         self._index = keys.frame_index(camera_id)
         self._pins = keys.pins(camera_id)
-        self._pin_script = client.register_script(PIN_SCRIPT)
         self._trim_script = client.register_script(TRIM_SCRIPT)
         self._last_ms: int | None = None
         self._last_seq = -1
@@ -152,22 +183,6 @@ class FrameBuffer:
             return 0, -1
         millis, seq = newest[0].decode().split("-")
         return int(millis), int(seq)
-
-    def pin(
-        self, member: str, frames_before: int, *, moment_us: int | None, empty_from_us: int
-    ) -> Pin:
-        """Hold the N frames at or before the moment, or the N newest when it is None (now).
-
-        Atomic and reads no frame bytes. Frames newer than the pinned ones are never trimmed
-        before it, so a moment stamped after this returns still finds its whole window.
-        """
-        bound = "+inf" if moment_us is None else moment_us
-        first, count, buffered = self._pin_script(
-            keys=[self._index, self._pins], args=[bound, frames_before, member, empty_from_us]
-        )
-        return Pin(
-            first_id=first.decode() if first else None, count=int(count), buffered=int(buffered)
-        )
 
     def holds(self, member: str) -> bool:
         """Whether a pin is still registered (an expired pin is removed at the next trim)."""

@@ -1,6 +1,6 @@
 """Accepting an event, whichever way it arrived: validate, pin its window, queue its job.
 
-HTTP and MQTT both call `Ingest.accept`, so both get the same validation, idempotency and
+HTTP and MQTT both await `Ingest.accept`, so both get the same validation, idempotency and
 recordings.
 """
 
@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from celery import Celery
+from redis import asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from services.common.contracts import (
     EventAccepted,
@@ -23,14 +26,32 @@ from services.common.contracts import (
     to_us,
     utcnow,
 )
-from services.common.framebuffer import FrameBuffer, pin_member
-from services.common.recordings import QueueFullError, RecordingStore
+from services.common.framebuffer import FramePins, pin_member
+from services.common.recordings import QueueFullError, RecordingIntake
 from services.common.settings import Settings
-from services.common.taskqueue import record_message
+from services.common.taskqueue import make_celery, record_message
 
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 5
+
+
+def make_ingest(settings: Settings, timeout: float) -> Ingest:
+    """An Ingest with asyncio clients of its own on both stores, with socket timeouts."""
+    # One immediate retry: after a store restarts, a pooled connection is found dead only
+    # when used, and redis.asyncio (unlike the sync client) does not check it beforehand.
+    frames, state = (
+        aioredis.Redis.from_url(
+            url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), retries=1),
+        )
+        for url in (settings.frame_store_url, settings.state_store_url)
+    )
+    pins = {camera: FramePins(frames, camera) for camera in settings.camera_ids}
+    intake = RecordingIntake(state)
+    return Ingest(settings, intake, pins, make_celery(settings), clients=(frames, state))
 
 
 class EventRefusedError(Exception):
@@ -57,22 +78,23 @@ class Ingest:
     """Everything accepting an event touches."""
 
     settings: Settings
-    store: RecordingStore
-    buffers: dict[str, FrameBuffer]
+    store: RecordingIntake
+    pins: dict[str, FramePins]
     celery: Celery
+    clients: tuple[aioredis.Redis, ...] = ()
 
-    def accept(self, event: EventIn, idempotency_key: str | None) -> Accepted:
+    async def accept(self, event: EventIn, idempotency_key: str | None) -> Accepted:
         """Pin the event's frames, then create its recording and queue its job; or refuse it.
 
         Two round trips: the pin script on the frame store, then one script on the state
         store that claims the idempotency key, creates the recording and pushes the job.
         """
         camera_id, frames_before = self._validate(event)
-        job = self._pin(event, camera_id, frames_before)
+        job = await self._pin(event, camera_id, frames_before)
         recording = _recording_of(job)
         message = record_message(self.celery, job.model_dump(mode="json"), job.recording_id)
         try:
-            owner = self.store.create(
+            owner = await self.store.create(
                 recording,
                 idempotency_key,
                 self.settings.idempotency_ttl,
@@ -80,19 +102,24 @@ class Ingest:
                 max_queued=self.settings.max_queued,
             )
         except QueueFullError as error:
-            self._release(job)
+            await self._release(job)
             raise EventRefusedError(
                 503, "too many queued recordings; retry later", RETRY_AFTER_SECONDS
             ) from error
         except Exception:
-            self._release(job)
+            await self._release(job)
             raise
         if owner != recording.recording_id:
-            self._release(job)
-            existing = self.store.get(owner)
+            await self._release(job)
+            existing = await self.store.get(owner)
             current = existing.status if existing else Status.QUEUED
             return Accepted(_answer(owner, current), camera_id, duplicate=True)
         return Accepted(_answer(owner, Status.QUEUED), camera_id, duplicate=False)
+
+    async def close(self) -> None:
+        """Release the store connections."""
+        for client in self.clients:
+            await client.aclose()
 
     def _validate(self, event: EventIn) -> tuple[str, int]:
         """The event's camera and frames_before, within the settings' limits."""
@@ -138,7 +165,7 @@ class Ingest:
             )
         return event.camera_id
 
-    def _pin(self, event: EventIn, camera_id: str, frames_before: int) -> RecordingJob:
+    async def _pin(self, event: EventIn, camera_id: str, frames_before: int) -> RecordingJob:
         """Pin the event's window, then stamp its receipt.
 
         The stream holds about N frames, so a frame arriving between a receipt stamped first
@@ -152,7 +179,7 @@ class Ingest:
         trusted = self._trusted_moment(event, provisional)
         deadline_ms = int((provisional.timestamp() + self.settings.max_delay) * 1000)
         member = pin_member(recording_id, deadline_ms)
-        pin = self.buffers[camera_id].pin(
+        pin = await self.pins[camera_id].pin(
             member,
             frames_before,
             moment_us=to_us(trusted) if trusted else None,
@@ -177,10 +204,10 @@ class Ingest:
             metadata=event.metadata,
         )
 
-    def _release(self, job: RecordingJob) -> None:
+    async def _release(self, job: RecordingJob) -> None:
         """Best effort: a pin of an event not accepted after all (it would expire anyway)."""
         try:
-            self.buffers[job.camera_id].release(job.pin_member)
+            await self.pins[job.camera_id].release(job.pin_member)
         except Exception:  # the frame store may be the thing that is down
             log.warning("could not release the pin of %s", job.recording_id, exc_info=True)
 

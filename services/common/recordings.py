@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import cast
 
 import redis
+from redis import asyncio as aioredis
 
 from services.common import keys
 from services.common.contracts import Recording, Status, utcnow
@@ -46,15 +47,14 @@ class QueueFullError(Exception):
     """The job queue is at its limit; the event was not stored."""
 
 
-class RecordingStore:
-    """Reads and writes recording status in the broker's Redis."""
+class RecordingIntake:
+    """Where the API creates recordings and queues their jobs, on an asyncio client."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis) -> None:
         self._redis = client
         self._create = client.register_script(CREATE_SCRIPT)
-        self._update = client.register_script(UPDATE_SCRIPT)
 
-    def create(
+    async def create(
         self,
         recording: Recording,
         idempotency_key: str | None,
@@ -69,7 +69,7 @@ class RecordingStore:
         idem = keys.idempotency(recording.camera_id, idempotency_key) if idempotency_key else ""
         fields = _to_fields(recording)
         flat = [item for pair in fields.items() for item in pair]
-        owner = self._create(
+        owner = await self._create(
             keys=[
                 idem or keys.recording(recording.recording_id),
                 keys.recording(recording.recording_id),
@@ -90,6 +90,19 @@ class RecordingStore:
         if owner is None:
             raise QueueFullError(f"{max_queued} recordings are already queued")
         return owner.decode() if isinstance(owner, bytes) else str(owner)
+
+    async def get(self, recording_id: str) -> Recording | None:
+        """One recording's status, or None if unknown."""
+        fields = await self._redis.hgetall(keys.recording(recording_id))
+        return _from_fields(cast("dict[bytes, bytes]", fields)) if fields else None
+
+
+class RecordingStore:
+    """Reads and writes recording status in the broker's Redis."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._redis = client
+        self._update = client.register_script(UPDATE_SCRIPT)
 
     def get(self, recording_id: str) -> Recording | None:
         """One recording's status, or None if unknown."""

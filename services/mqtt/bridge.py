@@ -7,6 +7,7 @@ second delivery into the same recording. Replies go to `<prefix>/<camera>/record
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -29,6 +30,7 @@ from pydantic import ValidationError
 from services.common import keys
 from services.common.contracts import TRANSACTION_ID_PATTERN, EventIn, Recording, utcnow
 from services.common.ingest import EventRefusedError, Ingest
+from services.common.recordings import RecordingStore
 from services.common.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -110,6 +112,7 @@ class MqttIngest:
         self.settings = settings
         self.ingest = ingest
         self.state = state
+        self.store = RecordingStore(state)
         self.client = client
         self.topics = Topics(settings.mqtt_topic_prefix, settings.mqtt_dead_letter_topic)
         self.inbox: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
@@ -171,15 +174,23 @@ class MqttIngest:
         self.inbox.put(message)
 
     def _process(self) -> None:
-        while not self.stop.is_set():
-            try:
-                message = self.inbox.get(timeout=0.5)
-            except queue.Empty:
-                continue
-            if self._handle_until_done(message):
-                self.client.ack(message.mid, message.qos)
+        # Ingest is asyncio code (the API's hot path); this thread gives it a loop of its own.
+        loop = asyncio.new_event_loop()
+        try:
+            while not self.stop.is_set():
+                try:
+                    message = self.inbox.get(timeout=0.5)
+                except queue.Empty:
+                    continue
+                if self._handle_until_done(message, loop):
+                    self.client.ack(message.mid, message.qos)
+            loop.run_until_complete(self.ingest.close())
+        finally:
+            loop.close()
 
-    def _handle_until_done(self, message: mqtt.MQTTMessage) -> bool:
+    def _handle_until_done(
+        self, message: mqtt.MQTTMessage, loop: asyncio.AbstractEventLoop
+    ) -> bool:
         """Handle a message, waiting out store outages rather than losing or refusing it.
 
         False when stopped first: the message stays unacknowledged and comes back.
@@ -187,7 +198,7 @@ class MqttIngest:
         delay = 0.5
         while not self.stop.is_set():
             try:
-                self.handle(message)
+                loop.run_until_complete(self.handle(message))
             except TRANSIENT as error:
                 log.warning("store unavailable (%s); retrying in %.1f s", error, delay)
                 self.stop.wait(delay)
@@ -196,11 +207,11 @@ class MqttIngest:
                 return True
         return False
 
-    def handle(self, message: mqtt.MQTTMessage) -> None:
+    async def handle(self, message: mqtt.MQTTMessage) -> None:
         """Accept one message's event and reply, or dead-letter it with the reason."""
         try:
             event, key = self.parse(message)
-            accepted = self.ingest.accept(event, key)
+            accepted = await self.ingest.accept(event, key)
         except (DeadLetterError, EventRefusedError) as error:
             self.dead_letter(message, str(error))
             return
@@ -263,7 +274,7 @@ class MqttIngest:
         pending = cast("dict[bytes, bytes]", self.state.hgetall(keys.MQTT_PENDING))
         for raw_id, raw_camera in pending.items():
             recording_id, camera_id = raw_id.decode(), raw_camera.decode()
-            recording: Recording | None = self.ingest.store.get(recording_id)
+            recording: Recording | None = self.store.get(recording_id)
             if recording is not None and not recording.status.is_final:
                 continue
             if recording is not None:

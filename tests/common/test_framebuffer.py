@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -10,7 +10,7 @@ import redis
 
 from services.common import keys
 from services.common.framebuffer import FrameBuffer, Pin, pin_member
-from tests.conftest import Servers
+from tests.conftest import Servers, pin_window
 
 START_US = 1_800_000_000_000_000  # a fixed clock: frame k is captured at START + k * 40 ms
 PERIOD_US = 40_000
@@ -52,9 +52,17 @@ def capture(buffer: FrameBuffer, first: int, last: int, keep: int = 5, cap: int 
         )
 
 
-def pin_at(buffer: FrameBuffer, moment_us: int, frames: int, member: str) -> Pin:
-    """Pin the frames at or before a given moment, as for a trusted event_time."""
-    return buffer.pin(member, frames, moment_us=moment_us, empty_from_us=moment_us)
+PinAt = Callable[[int, int, str], Pin]
+
+
+@pytest.fixture
+def pin_at(servers: Servers, buffer: FrameBuffer) -> PinAt:
+    """Pins on the test's camera at the moments the test chooses."""
+
+    def pin(moment_us: int, frames: int, member: str) -> Pin:
+        return pin_window(servers, buffer.camera_id, member, frames, moment_us)
+
+    return pin
 
 
 def test_the_stream_keeps_n_frames_without_pins(buffer: FrameBuffer) -> None:
@@ -75,11 +83,11 @@ def test_the_window_is_the_n_frames_at_or_before_the_moment(buffer: FrameBuffer)
     assert [f.source_index for f in read_all(buffer, exact.ids)] == [4, 5, 6]
 
 
-def test_a_pin_holds_its_window_past_n_until_released(buffer: FrameBuffer) -> None:
+def test_a_pin_holds_its_window_past_n_until_released(buffer: FrameBuffer, pin_at: PinAt) -> None:
     """Frames of a pinned window stay while later frames arrive; releasing lets them go."""
     capture(buffer, 0, 9, keep=5)
     member = pin_member("a" * 32, deadline_ms=START_US // 1000 + 10_000)
-    pin = pin_at(buffer, START_US + 9 * PERIOD_US, 5, member)
+    pin = pin_at(START_US + 9 * PERIOD_US, 5, member)
     assert pin.count == 5
     assert pin.buffered == 5
     capture(buffer, 10, 40, keep=5)
@@ -90,28 +98,28 @@ def test_a_pin_holds_its_window_past_n_until_released(buffer: FrameBuffer) -> No
     assert buffer.length() == 5
 
 
-def test_an_expired_pin_stops_holding_frames(buffer: FrameBuffer) -> None:
+def test_an_expired_pin_stops_holding_frames(buffer: FrameBuffer, pin_at: PinAt) -> None:
     """After its deadline a pin is dropped at the next trim."""
     capture(buffer, 0, 9, keep=5)
     deadline_ms = (START_US + 20 * PERIOD_US) // 1000
-    pin_at(buffer, START_US + 9 * PERIOD_US, 5, pin_member("b" * 32, deadline_ms))
+    pin_at(START_US + 9 * PERIOD_US, 5, pin_member("b" * 32, deadline_ms))
     capture(buffer, 10, 19, keep=5)
     assert buffer.length() == 15
     capture(buffer, 20, 22, keep=5)
     assert buffer.length() == 5
 
 
-def test_the_hard_cap_wins_over_a_pin(buffer: FrameBuffer) -> None:
+def test_the_hard_cap_wins_over_a_pin(buffer: FrameBuffer, pin_at: PinAt) -> None:
     """Memory stays bounded: past the hard cap, even pinned frames are trimmed."""
     capture(buffer, 0, 4, keep=5, cap=12)
-    pin_at(buffer, START_US + 4 * PERIOD_US, 5, pin_member("c" * 32, START_US // 1000 + 10**6))
+    pin_at(START_US + 4 * PERIOD_US, 5, pin_member("c" * 32, START_US // 1000 + 10**6))
     capture(buffer, 5, 30, keep=5, cap=12)
     assert buffer.length() == 12
 
 
-def test_a_pin_before_any_frame_holds_from_the_moment(buffer: FrameBuffer) -> None:
+def test_a_pin_before_any_frame_holds_from_the_moment(buffer: FrameBuffer, pin_at: PinAt) -> None:
     """With no frame yet, the pin reports none and keeps frames after the moment."""
-    pin = pin_at(buffer, START_US, 5, pin_member("d" * 32, START_US // 1000 + 10**6))
+    pin = pin_at(START_US, 5, pin_member("d" * 32, START_US // 1000 + 10**6))
     assert (pin.first_id, pin.count, pin.buffered) == (None, 0, 0)
     capture(buffer, 1, 20, keep=5)
     assert buffer.length() == 20

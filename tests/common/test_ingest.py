@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -10,11 +11,10 @@ import numpy as np
 import pytest
 import redis
 
-from services.common.contracts import EventIn, to_us, utcnow
+from services.common.contracts import EventIn, Recording, to_us, utcnow
 from services.common.framebuffer import FrameBuffer
-from services.common.ingest import Ingest
-from services.common.recordings import RecordingStore
-from services.common.taskqueue import make_celery
+from services.common.ingest import make_ingest
+from services.common.settings import Settings
 from tests.conftest import Servers, base_settings
 
 N = 5
@@ -22,18 +22,14 @@ Result = TypeVar("Result")
 
 
 @pytest.fixture
-def lane(servers: Servers, tmp_path: Path) -> Iterator[tuple[Ingest, FrameBuffer]]:
-    """An Ingest wired as the API's, on a broker database no worker reads."""
+def lane(servers: Servers, tmp_path: Path) -> Iterator[tuple[Settings, FrameBuffer]]:
+    """Settings on a broker database no worker reads, and the camera's buffer."""
     idle_broker = servers.broker.url.rsplit("/", 1)[0] + "/6"
     settings = base_settings(servers, tmp_path, broker_url=idle_broker, frames=N)
     frames = redis.Redis.from_url(servers.frames.url)
-    state = redis.Redis.from_url(idle_broker)
-    buffer = FrameBuffer(frames, settings.camera_id)
-    store = RecordingStore(state)
-    yield Ingest(settings, store, {settings.camera_id: buffer}, make_celery(settings)), buffer
-    state.flushdb()
+    yield settings, FrameBuffer(frames, settings.camera_id)
+    redis.Redis.from_url(idle_broker).flushdb()
     frames.close()
-    state.close()
 
 
 def arrive(buffer: FrameBuffer) -> None:
@@ -50,11 +46,13 @@ def arrive(buffer: FrameBuffer) -> None:
     )
 
 
-def then_a_frame(step: Callable[..., Result], buffer: FrameBuffer) -> Callable[..., Result]:
+def then_a_frame(
+    step: Callable[..., Awaitable[Result]], buffer: FrameBuffer
+) -> Callable[..., Awaitable[Result]]:
     """The step as it was, with a frame arriving right after it."""
 
-    def wrapped(*args: object, **kwargs: object) -> Result:
-        result = step(*args, **kwargs)
+    async def wrapped(*args: object, **kwargs: object) -> Result:
+        result = await step(*args, **kwargs)
         arrive(buffer)
         return result
 
@@ -62,22 +60,31 @@ def then_a_frame(step: Callable[..., Result], buffer: FrameBuffer) -> Callable[.
 
 
 def test_frames_arriving_during_accept_never_cut_the_window(
-    lane: tuple[Ingest, FrameBuffer], monkeypatch: pytest.MonkeyPatch
+    lane: tuple[Settings, FrameBuffer], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A frame lands after each Redis step of accept; the N frames before the moment survive.
 
     The stream holds exactly N frames, so a frame arriving between the moment and its pin
     would trim the window's oldest frame unless the pin comes first.
     """
-    ingest, buffer = lane
+    settings, buffer = lane
     for _ in range(N):
         arrive(buffer)
-    monkeypatch.setattr(ingest.store, "create", then_a_frame(ingest.store.create, buffer))
-    monkeypatch.setattr(buffer, "pin", then_a_frame(buffer.pin, buffer))
-    accepted = ingest.accept(EventIn(), idempotency_key=None)
+
+    async def accept() -> Recording | None:
+        ingest = make_ingest(settings, timeout=5.0)
+        pins = ingest.pins[settings.camera_id]
+        monkeypatch.setattr(pins, "pin", then_a_frame(pins.pin, buffer))
+        monkeypatch.setattr(ingest.store, "create", then_a_frame(ingest.store.create, buffer))
+        try:
+            accepted = await ingest.accept(EventIn(), idempotency_key=None)
+            return await ingest.store.get(accepted.answer.recording_id)
+        finally:
+            await ingest.close()
+
+    recording = asyncio.run(accept())
     for _ in range(3 * N):
         arrive(buffer)
-    recording = ingest.store.get(accepted.answer.recording_id)
     assert recording is not None
     window = buffer.window(to_us(recording.event_time), N, 0)
     read = [frame.stream_id for frame in buffer.read(window.ids[0], window.ids[-1], 10**9)]

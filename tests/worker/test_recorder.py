@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from functools import cache
 from pathlib import Path
-from typing import cast
+from typing import NamedTuple, cast
 
 import cv2
 import numpy as np
@@ -23,7 +23,7 @@ from services.common.recordings import RecordingStore
 from services.worker.encoder import make_encoder
 from services.worker.recorder import Recorder
 from services.worker.storage import Storage
-from tests.conftest import Servers
+from tests.conftest import Servers, receive
 from tests.videos import draw_index, read_index
 
 START_US = 1_800_000_000_000_000
@@ -45,13 +45,22 @@ class FakeClock:
         self.now += seconds
 
 
+class Lane(NamedTuple):
+    """A fresh camera buffer, the state store, a recordings root, and the servers behind them."""
+
+    buffer: FrameBuffer
+    store: RecordingStore
+    root: Path
+    servers: Servers
+
+
 @pytest.fixture
-def lane(servers: Servers, tmp_path: Path) -> Iterator[tuple[FrameBuffer, RecordingStore, Path]]:
-    """A fresh camera buffer, the state store, and a recordings root."""
+def lane(servers: Servers, tmp_path: Path) -> Iterator[Lane]:
+    """A camera of the test's own on the session's servers."""
     frames = redis.Redis.from_url(servers.frames.url)
     state = redis.Redis.from_url(servers.broker.url)
     camera = f"rec-{uuid.uuid4().hex[:8]}"
-    yield FrameBuffer(frames, camera), RecordingStore(state), tmp_path / "recordings"
+    yield Lane(FrameBuffer(frames, camera), RecordingStore(state), tmp_path / "recordings", servers)
     frames.close()
     state.close()
 
@@ -66,26 +75,20 @@ def capture(buffer: FrameBuffer, first: int, last: int, keep: int = 10) -> None:
         )  # fmt: skip
 
 
-def accept(
-    buffer: FrameBuffer, store: RecordingStore, moment_us: int, before: int = 5, after: int = 0
-) -> RecordingJob:
-    """What the API does at receipt: create the recording and pin its window."""
+def accept(lane: Lane, moment_us: int, before: int = 5, after: int = 0) -> RecordingJob:
+    """What the API does at receipt: pin the window and create the recording."""
     recording_id = uuid.uuid4().hex
     received = from_us(moment_us)
     deadline = moment_us // 1000 + MAX_DELAY_MS
-    store.create(
-        Recording(
-            recording_id=recording_id, camera_id=buffer.camera_id, status=Status.QUEUED,
-            frames_requested=before + after, event_time=received, received_at=received,
-            updated_at=received,
-        ),
-        None,
-        60,
+    recording = Recording(
+        recording_id=recording_id, camera_id=lane.buffer.camera_id, status=Status.QUEUED,
+        frames_requested=before + after, event_time=received, received_at=received,
+        updated_at=received,
     )  # fmt: skip
     member = pin_member(recording_id, deadline)
-    pin = buffer.pin(member, before, moment_us=moment_us, empty_from_us=moment_us)
+    pin = receive(lane.servers, recording, member, before, moment_us)
     return RecordingJob(
-        recording_id=recording_id, camera_id=buffer.camera_id, event_us=moment_us,
+        recording_id=recording_id, camera_id=lane.buffer.camera_id, event_us=moment_us,
         event_time_source="received", received_at=received, frames_before=before,
         frames_after=after, pinned_first_id=pin.first_id, pinned_count=pin.count,
         buffered_at_pin=pin.buffered, pin_member=member, pin_deadline_ms=deadline,
@@ -123,14 +126,12 @@ def saved_indexes(path: Path) -> list[int]:
 
 
 @pytest.mark.parametrize("encoder", ["fpng", "cv2"])
-def test_a_late_job_saves_the_pinned_frames_losslessly(
-    lane: tuple[FrameBuffer, RecordingStore, Path], encoder: str
-) -> None:
+def test_a_late_job_saves_the_pinned_frames_losslessly(lane: Lane, encoder: str) -> None:
     """Frames 3..7 for a moment just after frame 7, though 40 more frames came meanwhile."""
-    buffer, store, root = lane
+    buffer, store, root, _ = lane
     capture(buffer, 0, 7)
     moment = START_US + 7 * PERIOD_US + 1_000
-    job = accept(buffer, store, moment)
+    job = accept(lane, moment)
     capture(buffer, 8, 48)
     clock = FakeClock(START_US + 48 * PERIOD_US)
     outcome = recorder_for(buffer, store, root, clock, encoder).record(job)
@@ -153,23 +154,23 @@ def test_a_late_job_saves_the_pinned_frames_losslessly(
 
 
 def test_frames_after_the_event_are_added_when_asked(
-    lane: tuple[FrameBuffer, RecordingStore, Path],
+    lane: Lane,
 ) -> None:
     """frames_after adds the frames captured after the moment, in order."""
-    buffer, store, root = lane
+    buffer, store, root, _ = lane
     capture(buffer, 0, 7)
-    job = accept(buffer, store, START_US + 7 * PERIOD_US, before=3, after=2)
+    job = accept(lane, START_US + 7 * PERIOD_US, before=3, after=2)
     capture(buffer, 8, 12)
     outcome = recorder_for(buffer, store, root, FakeClock(START_US + 12 * PERIOD_US)).record(job)
     assert outcome.status is Status.COMPLETE
     assert saved_indexes(outcome.path) == [5, 6, 7, 8, 9]
 
 
-def test_a_redelivered_job_is_a_no_op(lane: tuple[FrameBuffer, RecordingStore, Path]) -> None:
+def test_a_redelivered_job_is_a_no_op(lane: Lane) -> None:
     """Running the same job twice leaves one recording, unchanged."""
-    buffer, store, root = lane
+    buffer, store, root, _ = lane
     capture(buffer, 0, 9)
-    job = accept(buffer, store, START_US + 9 * PERIOD_US)
+    job = accept(lane, START_US + 9 * PERIOD_US)
     capture(buffer, 10, 10)
     recorder = recorder_for(buffer, store, root, FakeClock(START_US + 10 * PERIOD_US))
     first = recorder.record(job)
@@ -181,12 +182,12 @@ def test_a_redelivered_job_is_a_no_op(lane: tuple[FrameBuffer, RecordingStore, P
 
 
 def test_a_source_that_just_started_gives_a_partial_recording(
-    lane: tuple[FrameBuffer, RecordingStore, Path],
+    lane: Lane,
 ) -> None:
     """Fewer frames than asked exist: partial, with the reason and the counts."""
-    buffer, store, root = lane
+    buffer, store, root, _ = lane
     capture(buffer, 0, 2)
-    job = accept(buffer, store, START_US + 2 * PERIOD_US, before=5)
+    job = accept(lane, START_US + 2 * PERIOD_US, before=5)
     capture(buffer, 3, 3)
     outcome = recorder_for(buffer, store, root, FakeClock(START_US + 3 * PERIOD_US)).record(job)
     assert outcome.status is Status.PARTIAL
@@ -197,12 +198,12 @@ def test_a_source_that_just_started_gives_a_partial_recording(
 
 
 def test_an_expired_pin_is_reported_and_no_newer_frame_is_saved(
-    lane: tuple[FrameBuffer, RecordingStore, Path],
+    lane: Lane,
 ) -> None:
     """A job later than max_delay says the pin expired and never fills in with newer frames."""
-    buffer, store, root = lane
+    buffer, store, root, _ = lane
     capture(buffer, 0, 9)
-    job = accept(buffer, store, START_US + 9 * PERIOD_US)
+    job = accept(lane, START_US + 9 * PERIOD_US)
     late = START_US + 9 * PERIOD_US + (MAX_DELAY_MS + 1000) * 1000
     buffer.append(
         draw_index(11, 320, 240), source_index=11, sequence=11, captured_us=late - 1000,
@@ -221,12 +222,12 @@ def test_an_expired_pin_is_reported_and_no_newer_frame_is_saved(
 
 
 def test_a_failed_encode_leaves_nothing_behind(
-    lane: tuple[FrameBuffer, RecordingStore, Path],
+    lane: Lane,
 ) -> None:
     """An error mid-recording leaves neither a recording folder nor staging leftovers."""
-    buffer, store, root = lane
+    buffer, store, root, _ = lane
     capture(buffer, 0, 9)
-    job = accept(buffer, store, START_US + 9 * PERIOD_US)
+    job = accept(lane, START_US + 9 * PERIOD_US)
     capture(buffer, 10, 10)
     recorder = recorder_for(buffer, store, root, FakeClock(START_US + 10 * PERIOD_US))
     calls = 0

@@ -21,7 +21,7 @@ router = APIRouter(prefix="/v1", tags=["events"])
         503: {"description": "Overloaded or a store is down; retry later"},
     },
 )
-def post_event(
+async def post_event(
     event: EventIn,
     context: ContextDep,
     response: Response,
@@ -31,7 +31,7 @@ def post_event(
 ) -> EventAccepted:
     """Accept an event: its frames are pinned now, the recording is written by a worker."""
     with context.metrics.accept_seconds.time():
-        accepted = context.ingest.accept(event, idempotency_key or event.transaction_id)
+        accepted = await context.ingest.accept(event, idempotency_key or event.transaction_id)
     if accepted.duplicate:
         context.metrics.duplicates.inc()
     else:
