@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -30,6 +31,10 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         context = Context.build(settings)
         app.state.context = context
+        # Everything built so far lives as long as the app: out of the collector's sight, a
+        # full collection takes 2-3 ms instead of ~60 ms (the API's p99 under load).
+        gc.collect()
+        gc.freeze()
         yield
         await context.close()
 
