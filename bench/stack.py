@@ -16,8 +16,7 @@ import redis
 from services.common.cameras import CameraRegistry
 from services.common.contracts import CameraStatus
 from services.common.redisserver import RedisServer, free_port
-from services.common.settings import Settings
-from services.stack import settings_env
+from services.common.settings import Settings, settings_env
 
 
 @contextmanager

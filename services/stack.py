@@ -13,33 +13,16 @@ from pathlib import Path
 from types import FrameType
 
 import httpx
-from pydantic import SecretStr
 
 from services.capture.source import parse_source
 from services.common.redisserver import RedisServer
-from services.common.settings import Settings
+from services.common.settings import Settings, settings_env
 
 log = logging.getLogger(__name__)
 
 SERVICES = ("capture", "api", "worker")
 STOP_TIMEOUT = 15.0
 READY_TIMEOUT = 60.0
-
-
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The settings as SCO_* variables, so every child process reads the same configuration."""
-    env: dict[str, str] = {}
-    for name, value in settings.model_dump().items():
-        if value is None:
-            continue
-        if isinstance(value, SecretStr):
-            text = value.get_secret_value()
-        elif isinstance(value, list):
-            text = ",".join(value)
-        else:
-            text = str(value)
-        env[f"SCO_{name.upper()}"] = text
-    return env
 
 
 class Stack:

@@ -28,8 +28,7 @@ from services.common.framebuffer import FramePins, Pin
 from services.common.framecodec import Frame, decode_entry
 from services.common.recordings import RecordingIntake
 from services.common.redisserver import RedisServer, free_port
-from services.common.settings import Settings
-from services.stack import settings_env
+from services.common.settings import Settings, settings_env
 from tests.videos import write_video
 
 READY_TIMEOUT = 30.0

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import psutil
+import redis
 
 from services.common.redisserver import free_port
 from services.common.settings import Settings
@@ -64,3 +66,34 @@ def test_capture_worker_and_api_expose_their_metrics(
     assert sample(api_metrics, "sco_live_pins", camera) == 0
     assert sample(api_metrics, "sco_queue_depth") == 0
     assert sample(api_metrics, "sco_redis_used_memory_bytes", 'store="frames"') > 0
+
+
+def test_several_api_processes_serve_one_port_and_count_together(
+    servers: Servers, tmp_path: Path
+) -> None:
+    """SCO_API_WORKERS=2: two processes answer, and any of them reports every event accepted."""
+    settings = base_settings(
+        servers, tmp_path / "out", port=free_port(), api_workers=2,
+        broker_url=servers.broker.url.rsplit("/", 1)[0] + "/5",
+    )  # fmt: skip
+    api = Service("api", settings, tmp_path / "api.log")
+    url = f"http://127.0.0.1:{settings.port}"
+    # A fresh connection per request, so the kernel spreads them over both processes.
+    fresh = {"Connection": "close"}
+    try:
+        api.wait_for_log("Application startup complete")
+        children = psutil.Process(api.process.pid).children()
+        assert sum("spawn_main" in " ".join(child.cmdline()) for child in children) == 2
+        for _ in range(20):
+            httpx.get(f"{url}/healthz", headers=fresh)  # both processes up, not just one
+        for _ in range(40):
+            assert httpx.post(f"{url}/v1/events", json={}, headers=fresh).status_code == 202
+        counts = {
+            sample(httpx.get(f"{url}/metrics", headers=fresh).text, "sco_events_accepted_total",
+                   f'camera_id="{settings.camera_id}"')
+            for _ in range(10)
+        }  # fmt: skip
+    finally:
+        assert api.stop() == 0
+        redis.Redis.from_url(str(settings.broker_url)).flushdb()
+    assert counts == {40}

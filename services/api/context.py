@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import redis
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, multiprocess
 
 from services.api.gauges import StoreGauges
 from services.common.cameras import CameraRegistry
@@ -19,11 +20,20 @@ TIMEOUT = 2.0  # seconds to connect to or hear from a store before answering 503
 
 @dataclass
 class Metrics:
-    """The API's own Prometheus metrics, in a registry of its own."""
+    """The API's own Prometheus metrics, in a registry of its own.
+
+    `serving` is what /metrics exposes: the same registry, or with several API processes
+    (multiprocess mode) every process's samples added up, plus the same store gauges.
+    """
 
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    serving: CollectorRegistry = field(init=False)
 
     def __post_init__(self) -> None:
+        self.serving = self.registry
+        if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+            self.serving = CollectorRegistry()
+            multiprocess.MultiProcessCollector(self.serving)  # type: ignore[no-untyped-call]  # unannotated
         self.accepted = Counter(
             "sco_events_accepted", "Events answered 202.", ["camera_id"], registry=self.registry
         )
@@ -56,7 +66,7 @@ class Context:
         state = redis.Redis.from_url(settings.state_store_url, **options)
         buffers = {camera: FrameBuffer(frames, camera) for camera in settings.camera_ids}
         metrics = Metrics()
-        metrics.registry.register(StoreGauges(frames, state, buffers))
+        metrics.serving.register(StoreGauges(frames, state, buffers))
         return cls(
             settings=settings,
             frames=frames,

@@ -2,20 +2,43 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import uvicorn
+from fastapi import FastAPI
 
 from services.api.app import create_app
 from services.common.logconfig import configure_logging
-from services.common.settings import Settings
+from services.common.settings import Settings, load_settings, settings_env
 
 
 def main(settings: Settings) -> None:
     """Serve the API on settings.host:settings.port; uvicorn handles SIGTERM gracefully."""
     configure_logging(settings.log_level)
+    options = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level.lower(),
+        "access_log": False,
+    }
+    if settings.api_workers == 1:
+        uvicorn.run(create_app(settings), **options)  # type: ignore[arg-type]  # uvicorn.run's options are typed one by one
+        return
+    # Worker processes build their own app from SCO_* variables, so hand them these settings
+    # there; their metrics meet in a shared directory (set before prometheus_client loads).
+    os.environ.update(settings_env(settings))
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="sco-api-metrics-"))
     uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level.lower(),
-        access_log=False,
+        "services.api.main:app_from_environment",
+        factory=True,
+        workers=settings.api_workers,
+        **options,  # type: ignore[arg-type]  # as above
     )
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one of several API processes, its settings read from SCO_* variables."""
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    return create_app(settings)

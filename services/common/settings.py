@@ -95,6 +95,9 @@ class Settings(BaseSettings):
         default=True, description="Serve /metrics without the API key (false: it needs it too)."
     )
     stale_after: float = Field(default=5.0, gt=0, description="Frame age at which /readyz fails.")
+    api_workers: int = Field(
+        default=1, ge=1, le=32, description="API processes (uvicorn workers) on the one port."
+    )
 
     # Worker.
     workers: int = Field(default=1, ge=1, le=64, description="Worker processes.")
@@ -214,3 +217,19 @@ def describe_errors(error: ValidationError) -> str:
         env = f"SCO_{name.upper()}" if item["loc"] else "settings"
         lines.append(f"invalid setting {name} ({env}): {item['msg']}")
     return "; ".join(lines)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The settings as SCO_* variables, so every child process reads the same configuration."""
+    env: dict[str, str] = {}
+    for name, value in settings.model_dump().items():
+        if value is None:
+            continue
+        if isinstance(value, SecretStr):
+            text = value.get_secret_value()
+        elif isinstance(value, list):
+            text = ",".join(value)
+        else:
+            text = str(value)
+        env[f"SCO_{name.upper()}"] = text
+    return env

@@ -41,5 +41,5 @@ def readyz(context: ContextDep) -> JSONResponse:
 
 @metrics_router.get("/metrics")
 def metrics(context: ContextDep) -> Response:
-    """Prometheus metrics of this API process."""
-    return Response(generate_latest(context.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    """Prometheus metrics of the API (all its processes) and the stores it sees."""
+    return Response(generate_latest(context.metrics.serving), media_type=CONTENT_TYPE_LATEST)
