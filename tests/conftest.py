@@ -54,16 +54,24 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
 
 
 def pin_window(
-    servers: Servers, camera_id: str, member: str, frames_before: int, moment_us: int
+    servers: Servers,
+    camera_id: str,
+    recording_id: str,
+    frames_before: int,
+    moment_us: int,
+    *,
+    frames_after: int = 0,
+    max_delay_ms: int = 30_000,
 ) -> Pin:
-    """Pin a window as the API does at receipt, at a moment of the test's choosing."""
+    """Pin a window as the API does at receipt, at a moment (and clock) of the test's choosing."""
 
     async def pin() -> Pin:
         frames = aioredis.Redis.from_url(servers.frames.url)
         try:
             return await FramePins(frames, camera_id).pin(
-                member, frames_before, moment_us=moment_us, empty_from_us=moment_us
-            )
+                recording_id, frames_before, frames_after=frames_after, moment_us=moment_us,
+                max_delay_ms=max_delay_ms, now_us=moment_us,
+            )  # fmt: skip
         finally:
             await frames.aclose()
 
@@ -71,10 +79,14 @@ def pin_window(
 
 
 def receive(
-    servers: Servers, recording: Recording, member: str, frames_before: int, moment_us: int
+    servers: Servers, recording: Recording, frames_before: int, moment_us: int, max_delay_ms: int
 ) -> Pin:
     """What the API does at receipt, at a moment of the test's choosing: pin, then create."""
-    pin = pin_window(servers, recording.camera_id, member, frames_before, moment_us)
+    frames_after = recording.frames_requested - frames_before
+    pin = pin_window(
+        servers, recording.camera_id, recording.recording_id, frames_before, moment_us,
+        frames_after=frames_after, max_delay_ms=max_delay_ms,
+    )  # fmt: skip
 
     async def create() -> None:
         state = aioredis.Redis.from_url(servers.broker.url)

@@ -20,57 +20,108 @@ from services.common.framecodec import Frame, Pixels, decode_entry, encode_entry
 
 log = logging.getLogger(__name__)
 
-# Pins a window: finds the N newest frames at or before the bound in the index (never in the
-# stream itself, whose replies would copy megabytes) and registers a pin scored by the oldest
-# one's capture time. With no frame yet, the pin holds frames from ARGV[4] on.
+# Pins a window at receipt. The moment is read from this server's clock (TIME) inside the
+# script, unless the cashier's trusted event_time is given: then no frame can arrive between
+# the moment and the pin. Finds the N newest frames at or before the moment in the index
+# (never in the stream itself, whose replies would copy megabytes) and registers a pin
+# scored by the oldest one's capture time; its member carries the recording, the moment,
+# the frames wanted after it and the deadline, so the trim knows the span it holds. With no
+# frame yet, the pin holds from the moment on. ARGV[6] replaces TIME (tests' fake clock).
+# Numbers stay strings where they are concatenated: Lua prints a large number with too few
+# digits.
 PIN_SCRIPT = """
-local found = redis.call('ZREVRANGEBYSCORE', KEYS[1], ARGV[1], '-inf',
+local now = ARGV[6]
+if now == '' then
+  local time = redis.call('TIME')
+  now = time[1] .. string.format('%06d', tonumber(time[2]))
+end
+local moment = ARGV[1]
+if moment == '' then moment = now end
+local deadline = string.format('%.0f', math.floor(tonumber(now) / 1000) + tonumber(ARGV[5]))
+local member = ARGV[3] .. '|' .. moment .. '|' .. ARGV[4] .. '|' .. deadline
+local found = redis.call('ZREVRANGEBYSCORE', KEYS[1], moment, '-inf',
                          'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[2]))
 local count = #found / 2
 local buffered = redis.call('ZCARD', KEYS[1])
-if count == 0 then
-  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
-  return {false, 0, buffered}
-end
-redis.call('ZADD', KEYS[2], found[2 * count], ARGV[3])
-return {found[2 * count - 1], count, buffered}
+local first, score = false, moment
+if count > 0 then first, score = found[2 * count - 1], found[2 * count] end
+redis.call('ZADD', KEYS[2], score, member)
+return {first, count, buffered, now, member, deadline}
 """
 
-# Trims after each append: keep the N newest frames and everything a live pin holds, drop
-# expired pins, and never keep more than the hard cap. Scores stay strings where they are
-# concatenated, as Lua would print a number with too few digits.
+# Trims after each append: keeps the N newest frames and every live pin's span (its first
+# frame to its moment, plus its frames after), drops expired pins, and deletes the frames in
+# the gaps between spans, at most ARGV[4] per append so that freeing a backlog's frames
+# never stalls Redis. Over the hard cap the oldest frames go, pinned or not. Only the first
+# ARGV[5] pins are examined; frames beyond them are kept until a later append.
 TRIM_SCRIPT = """
 local keep, cap, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local nth = redis.call('ZREVRANGE', KEYS[2], keep - 1, keep - 1, 'WITHSCORES')
-if #nth == 0 then return 0 end
-local floor, floor_text = tonumber(nth[2]), nth[2]
-while true do
-  local pin = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
-  if #pin == 0 then break end
-  local deadline = tonumber(string.match(pin[1], '|(%d+)$'))
-  if deadline == nil or deadline < now then
-    redis.call('ZREM', KEYS[3], pin[1])
-  else
-    if tonumber(pin[2]) < floor then floor, floor_text = tonumber(pin[2]), pin[2] end
-    break
+local budget, max_pins = tonumber(ARGV[4]), tonumber(ARGV[5])
+local total = redis.call('ZCARD', KEYS[2])
+if total <= keep then return 0 end
+local removed = 0
+local function drop(ids)
+  if #ids == 0 then return end
+  redis.call('XDEL', KEYS[1], unpack(ids))
+  redis.call('ZREM', KEYS[2], unpack(ids))
+  removed = removed + #ids
+end
+local function gap(low, high)
+  if removed < budget then
+    drop(redis.call('ZRANGEBYSCORE', KEYS[2], low, high, 'LIMIT', 0, budget - removed))
   end
 end
-local capped = redis.call('ZREVRANGE', KEYS[2], cap - 1, cap - 1, 'WITHSCORES')
-if #capped > 0 and tonumber(capped[2]) > floor then floor_text = capped[2] end
-local first = redis.call('ZRANGEBYSCORE', KEYS[2], floor_text, '+inf', 'LIMIT', 0, 1)
-if #first == 0 then return 0 end
-redis.call('XTRIM', KEYS[1], 'MINID', first[1])
-return redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. floor_text)
+if total > cap then
+  drop(redis.call('ZRANGE', KEYS[2], 0, math.min(total - cap, budget) - 1))
+end
+local nth = redis.call('ZREVRANGE', KEYS[2], keep - 1, keep - 1, 'WITHSCORES')
+local floor, floor_text = tonumber(nth[2]), nth[2]
+local low, low_text = nil, '-inf'
+local pins = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', '(' .. floor_text,
+                        'WITHSCORES', 'LIMIT', 0, max_pins + 1)
+local all_seen = #pins <= 2 * max_pins
+for i = 1, math.min(#pins, 2 * max_pins), 2 do
+  local member, first = pins[i], pins[i + 1]
+  local moment, after, deadline = string.match(member, '|(%d+)|(%d+)|(%d+)$')
+  if deadline == nil or tonumber(deadline) < now then
+    redis.call('ZREM', KEYS[3], member)
+  elseif low_text ~= '+inf' then
+    gap(low_text, '(' .. first)
+    local hold_text = moment
+    if tonumber(after) > 0 then
+      local last = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. moment, '+inf',
+                              'WITHSCORES', 'LIMIT', tonumber(after) - 1, 1)
+      hold_text = last[2] or '+inf'
+    end
+    if hold_text == '+inf' then
+      low_text = '+inf'
+    elseif low == nil or tonumber(hold_text) > low then
+      low, low_text = tonumber(hold_text), '(' .. hold_text
+    end
+  end
+end
+if all_seen and low_text ~= '+inf' then gap(low_text, '(' .. floor_text) end
+return removed
 """
+
+# Frames one append may delete beyond its own: a backlog's pinned frames are freed over the
+# next appends instead of all at once (at 1080p, hundreds of 6 MB frees stalled Redis).
+TRIM_BUDGET = 4
+# Pins the trim examines per append; a burst may leave thousands queued.
+TRIM_MAX_PINS = 256
 
 
 @dataclass(frozen=True)
 class Pin:
-    """What the API learnt when it pinned a window: its first frame and how many it holds."""
+    """What the API learnt when it pinned a window: its first frame and how many it holds,
+    the moment of receipt by the frame store's clock, and the pin's member and deadline."""
 
     first_id: str | None
     count: int
     buffered: int
+    received_us: int
+    member: str
+    deadline_ms: int
 
 
 @dataclass(frozen=True)
@@ -86,11 +137,6 @@ class Window:
         return self.before + self.after
 
 
-def pin_member(recording_id: str, deadline_ms: int) -> str:
-    """The pin's sorted-set member: the recording and when the pin expires."""
-    return f"{recording_id}|{deadline_ms}"
-
-
 class FramePins:
     """The API's hold on one camera's frames, on an asyncio client: pin a window, release it."""
 
@@ -102,19 +148,40 @@ class FramePins:
         self._pin_script = client.register_script(PIN_SCRIPT)
 
     async def pin(
-        self, member: str, frames_before: int, *, moment_us: int | None, empty_from_us: int
+        self,
+        recording_id: str,
+        frames_before: int,
+        *,
+        frames_after: int,
+        moment_us: int | None,
+        max_delay_ms: int,
+        now_us: int | None = None,
     ) -> Pin:
-        """Hold the N frames at or before the moment, or the N newest when it is None (now).
+        """Hold the N frames at or before the moment: the trusted event_time, or (None) now.
 
-        Atomic and reads no frame bytes. Frames newer than the pinned ones are never trimmed
-        before it, so a moment stamped after this returns still finds its whole window.
+        "Now" is the frame store's clock, read inside the script: atomic with the pin, and
+        the clock of the host the capture writes to. Reads no frame bytes. The pin lasts
+        max_delay_ms; `now_us` replaces the clock in tests.
         """
-        bound = "+inf" if moment_us is None else moment_us
-        first, count, buffered = await self._pin_script(
-            keys=[self._index, self._pins], args=[bound, frames_before, member, empty_from_us]
+        reply = await self._pin_script(
+            keys=[self._index, self._pins],
+            args=[
+                "" if moment_us is None else moment_us,
+                frames_before,
+                recording_id,
+                frames_after,
+                max_delay_ms,
+                "" if now_us is None else now_us,
+            ],
         )
+        first, count, buffered, received, member, deadline = reply
         return Pin(
-            first_id=first.decode() if first else None, count=int(count), buffered=int(buffered)
+            first_id=first.decode() if first else None,
+            count=int(count),
+            buffered=int(buffered),
+            received_us=int(received),
+            member=member.decode(),
+            deadline_ms=int(deadline),
         )
 
     async def release(self, member: str) -> None:
@@ -157,7 +224,10 @@ class FrameBuffer:
         pipe.zadd(self._index, {stream_id: captured_us})
         # EVALSHA by hand: a Script object in a pipeline asks SCRIPT EXISTS on every
         # execute, one more round trip per frame.
-        trim = (self._stream, self._index, self._pins, keep, max(hard_cap, keep), now_ms)
+        trim = (
+            self._stream, self._index, self._pins,
+            keep, max(hard_cap, keep), now_ms, TRIM_BUDGET, TRIM_MAX_PINS,
+        )  # fmt: skip
         pipe.evalsha(self._trim_script.sha, 3, *trim)
         try:
             pipe.execute()

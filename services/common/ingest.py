@@ -26,7 +26,7 @@ from services.common.contracts import (
     to_us,
     utcnow,
 )
-from services.common.framebuffer import FramePins, pin_member
+from services.common.framebuffer import FramePins
 from services.common.recordings import QueueFullError, RecordingIntake
 from services.common.settings import Settings
 from services.common.taskqueue import make_celery, record_message
@@ -166,31 +166,28 @@ class Ingest:
         return event.camera_id
 
     async def _pin(self, event: EventIn, camera_id: str, frames_before: int) -> RecordingJob:
-        """Pin the event's window, then stamp its receipt.
+        """Pin the event's window; the pin script also stamps the moment of receipt.
 
-        The stream holds about N frames, so a frame arriving between a receipt stamped first
-        and the pin would trim the window's oldest frame. Pinned first, the N newest frames
-        are held before the moment is taken, and the window (the N newest at or before the
-        moment) can only be those or newer ones. A trusted event_time is in the past, where
-        the buffer keeps max_event_age of frames beyond N.
+        The stream holds about N frames, so a frame arriving between a receipt stamped here
+        and the pin would trim the window's oldest frame: the frame store stamps it instead,
+        in the same script. A trusted event_time is in the past, where the buffer keeps
+        max_event_age of frames beyond N.
         """
         recording_id = uuid.uuid4().hex
-        provisional = utcnow()
-        trusted = self._trusted_moment(event, provisional)
-        deadline_ms = int((provisional.timestamp() + self.settings.max_delay) * 1000)
-        member = pin_member(recording_id, deadline_ms)
+        trusted = self._trusted_moment(event, utcnow())
         pin = await self.pins[camera_id].pin(
-            member,
+            recording_id,
             frames_before,
+            frames_after=event.frames_after,
             moment_us=to_us(trusted) if trusted else None,
-            empty_from_us=to_us(provisional),
+            max_delay_ms=round(self.settings.max_delay * 1000),
         )
-        received_at = utcnow()
+        received_at = from_us(pin.received_us)
         return RecordingJob(
             recording_id=recording_id,
             camera_id=camera_id,
             transaction_id=event.transaction_id,
-            event_us=to_us(trusted or received_at),
+            event_us=to_us(trusted) if trusted else pin.received_us,
             event_time_source="cashier" if trusted else "received",
             event_time_sent=event.event_time.isoformat() if event.event_time else None,
             received_at=received_at,
@@ -199,8 +196,8 @@ class Ingest:
             pinned_first_id=pin.first_id,
             pinned_count=pin.count,
             buffered_at_pin=pin.buffered,
-            pin_member=member,
-            pin_deadline_ms=deadline_ms,
+            pin_member=pin.member,
+            pin_deadline_ms=pin.deadline_ms,
             metadata=event.metadata,
         )
 

@@ -21,7 +21,8 @@ def frame_index(camera_id: str) -> str:
 
 
 def pins(camera_id: str) -> str:
-    """Sorted set of live pins: member = `recording_id|deadline_ms`, score = window's first µs."""
+    """Sorted set of live pins: score = window's first µs, member =
+    `recording_id|moment_us|frames_after|deadline_ms`."""
     return f"{PREFIX}:pins:{camera_id}"
 
 

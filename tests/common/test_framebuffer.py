@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Iterator
+from typing import Protocol
 
 import numpy as np
 import pytest
 import redis
 
 from services.common import keys
-from services.common.framebuffer import FrameBuffer, Pin, pin_member
+from services.common.framebuffer import TRIM_BUDGET, FrameBuffer, Pin
 from tests.conftest import Servers, pin_window
 
 START_US = 1_800_000_000_000_000  # a fixed clock: frame k is captured at START + k * 40 ms
@@ -52,17 +54,32 @@ def capture(buffer: FrameBuffer, first: int, last: int, keep: int = 5, cap: int 
         )
 
 
-PinAt = Callable[[int, int, str], Pin]
+class PinAt(Protocol):
+    """Pins a window on the test's camera, its clock set to the moment."""
+
+    def __call__(
+        self, moment_us: int, frames: int, *, after: int = 0, max_delay_ms: int = 10**6
+    ) -> Pin: ...
 
 
 @pytest.fixture
 def pin_at(servers: Servers, buffer: FrameBuffer) -> PinAt:
     """Pins on the test's camera at the moments the test chooses."""
 
-    def pin(moment_us: int, frames: int, member: str) -> Pin:
-        return pin_window(servers, buffer.camera_id, member, frames, moment_us)
+    def pin(moment_us: int, frames: int, *, after: int = 0, max_delay_ms: int = 10**6) -> Pin:
+        recording_id = uuid.uuid4().hex
+        return pin_window(
+            servers, buffer.camera_id, recording_id, frames, moment_us,
+            frames_after=after, max_delay_ms=max_delay_ms,
+        )  # fmt: skip
 
     return pin
+
+
+def indexes(buffer: FrameBuffer) -> list[int]:
+    """The source indexes of every frame in the stream, oldest first."""
+    newest = buffer.window(START_US + 10**9, 10**6, 0)
+    return [frame.source_index for frame in read_all(buffer, newest.ids)]
 
 
 def test_the_stream_keeps_n_frames_without_pins(buffer: FrameBuffer) -> None:
@@ -84,45 +101,76 @@ def test_the_window_is_the_n_frames_at_or_before_the_moment(buffer: FrameBuffer)
 
 
 def test_a_pin_holds_its_window_past_n_until_released(buffer: FrameBuffer, pin_at: PinAt) -> None:
-    """Frames of a pinned window stay while later frames arrive; releasing lets them go."""
+    """A pinned window stays while later frames arrive; the frames after it do not."""
     capture(buffer, 0, 9, keep=5)
-    member = pin_member("a" * 32, deadline_ms=START_US // 1000 + 10_000)
-    pin = pin_at(START_US + 9 * PERIOD_US, 5, member)
-    assert pin.count == 5
-    assert pin.buffered == 5
+    pin = pin_at(START_US + 9 * PERIOD_US, 5)
+    assert (pin.count, pin.buffered) == (5, 5)
     capture(buffer, 10, 40, keep=5)
-    window = buffer.window(START_US + 9 * PERIOD_US, 5, 0)
-    assert [f.source_index for f in read_all(buffer, window.ids)] == [5, 6, 7, 8, 9]
-    buffer.release(member)
+    assert indexes(buffer) == [5, 6, 7, 8, 9, 36, 37, 38, 39, 40]
+    buffer.release(pin.member)
+    capture(buffer, 41, 45, keep=5)
+    assert indexes(buffer) == [41, 42, 43, 44, 45]
+
+
+def test_frames_between_two_pinned_windows_are_freed(buffer: FrameBuffer, pin_at: PinAt) -> None:
+    """A backlog keeps each pending window and the N newest frames, not everything since."""
+    capture(buffer, 0, 9, keep=5)
+    pin_at(START_US + 9 * PERIOD_US, 5)
+    capture(buffer, 10, 29, keep=5)
+    pin_at(START_US + 29 * PERIOD_US, 5)
+    capture(buffer, 30, 60, keep=5)
+    assert indexes(buffer) == [5, 6, 7, 8, 9, 25, 26, 27, 28, 29, 56, 57, 58, 59, 60]
+
+
+def test_a_pin_holds_the_frames_after_its_moment_that_it_asks_for(
+    buffer: FrameBuffer, pin_at: PinAt
+) -> None:
+    """frames_after frames past the moment are kept, even before they have arrived."""
+    capture(buffer, 0, 9, keep=5)
+    pin_at(START_US + 7 * PERIOD_US, 3, after=4)
+    capture(buffer, 10, 30, keep=5)
+    assert indexes(buffer) == [5, 6, 7, 8, 9, 10, 11, 26, 27, 28, 29, 30]
+
+
+def test_one_append_frees_at_most_the_trim_budget(buffer: FrameBuffer, pin_at: PinAt) -> None:
+    """Releasing a pin over many frames frees them a few per append, never all at once."""
+    capture(buffer, 0, 9, keep=5)
+    pin = pin_at(START_US + 9 * PERIOD_US, 5, after=20)
+    capture(buffer, 10, 40, keep=5)
+    assert buffer.length() == 30
+    buffer.release(pin.member)
     capture(buffer, 41, 41, keep=5)
+    assert buffer.length() == 30 + 1 - TRIM_BUDGET
+    capture(buffer, 42, 60, keep=5)
     assert buffer.length() == 5
 
 
 def test_an_expired_pin_stops_holding_frames(buffer: FrameBuffer, pin_at: PinAt) -> None:
-    """After its deadline a pin is dropped at the next trim."""
+    """After its deadline a pin is dropped, and its frames are freed over the next appends."""
     capture(buffer, 0, 9, keep=5)
-    deadline_ms = (START_US + 20 * PERIOD_US) // 1000
-    pin_at(START_US + 9 * PERIOD_US, 5, pin_member("b" * 32, deadline_ms))
-    capture(buffer, 10, 19, keep=5)
-    assert buffer.length() == 15
-    capture(buffer, 20, 22, keep=5)
-    assert buffer.length() == 5
+    pin_at(START_US + 9 * PERIOD_US, 5, max_delay_ms=11 * PERIOD_US // 1000)
+    capture(buffer, 10, 20, keep=5)
+    assert indexes(buffer) == [5, 6, 7, 8, 9, 16, 17, 18, 19, 20]
+    capture(buffer, 21, 22, keep=5)
+    assert indexes(buffer) == [18, 19, 20, 21, 22]
 
 
 def test_the_hard_cap_wins_over_a_pin(buffer: FrameBuffer, pin_at: PinAt) -> None:
     """Memory stays bounded: past the hard cap, even pinned frames are trimmed."""
     capture(buffer, 0, 4, keep=5, cap=12)
-    pin_at(START_US + 4 * PERIOD_US, 5, pin_member("c" * 32, START_US // 1000 + 10**6))
+    pin_at(START_US + 4 * PERIOD_US, 5, after=20)
     capture(buffer, 5, 30, keep=5, cap=12)
     assert buffer.length() == 12
 
 
-def test_a_pin_before_any_frame_holds_from_the_moment(buffer: FrameBuffer, pin_at: PinAt) -> None:
-    """With no frame yet, the pin reports none and keeps frames after the moment."""
-    pin = pin_at(START_US, 5, pin_member("d" * 32, START_US // 1000 + 10**6))
+def test_a_pin_before_any_frame_holds_only_what_it_asks_after(
+    buffer: FrameBuffer, pin_at: PinAt
+) -> None:
+    """With no frame yet, the pin reports none and keeps just its frames after the moment."""
+    pin = pin_at(START_US, 5, after=3)
     assert (pin.first_id, pin.count, pin.buffered) == (None, 0, 0)
     capture(buffer, 1, 20, keep=5)
-    assert buffer.length() == 20
+    assert indexes(buffer) == [1, 2, 3, 16, 17, 18, 19, 20]
 
 
 def test_reads_come_in_pages_and_in_order(buffer: FrameBuffer) -> None:

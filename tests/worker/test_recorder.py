@@ -17,7 +17,7 @@ import redis
 
 from services.common import keys
 from services.common.contracts import Recording, RecordingJob, Status, from_us
-from services.common.framebuffer import FrameBuffer, pin_member
+from services.common.framebuffer import FrameBuffer
 from services.common.framecodec import Pixels
 from services.common.recordings import RecordingStore
 from services.worker.encoder import make_encoder
@@ -79,19 +79,17 @@ def accept(lane: Lane, moment_us: int, before: int = 5, after: int = 0) -> Recor
     """What the API does at receipt: pin the window and create the recording."""
     recording_id = uuid.uuid4().hex
     received = from_us(moment_us)
-    deadline = moment_us // 1000 + MAX_DELAY_MS
     recording = Recording(
         recording_id=recording_id, camera_id=lane.buffer.camera_id, status=Status.QUEUED,
         frames_requested=before + after, event_time=received, received_at=received,
         updated_at=received,
     )  # fmt: skip
-    member = pin_member(recording_id, deadline)
-    pin = receive(lane.servers, recording, member, before, moment_us)
+    pin = receive(lane.servers, recording, before, moment_us, MAX_DELAY_MS)
     return RecordingJob(
         recording_id=recording_id, camera_id=lane.buffer.camera_id, event_us=moment_us,
         event_time_source="received", received_at=received, frames_before=before,
         frames_after=after, pinned_first_id=pin.first_id, pinned_count=pin.count,
-        buffered_at_pin=pin.buffered, pin_member=member, pin_deadline_ms=deadline,
+        buffered_at_pin=pin.buffered, pin_member=pin.member, pin_deadline_ms=pin.deadline_ms,
         metadata={"sku": "123", "nested": {"qty": 2}},
     )  # fmt: skip
 
