@@ -70,7 +70,9 @@ def run_resolution(width: int, height: int, args: argparse.Namespace, work: Path
     video = work / f"lane-{height}p.avi"
     if not video.exists():
         write_real_video(video, width, height)
-    with running(work, video, ("capture", "api", "worker")) as settings:
+    with running(
+        work, video, ("capture", "api", "worker"), worker_nice=args.worker_nice
+    ) as settings:
         wait_for_api(settings)
         wait_for_frames(settings, FRAMES)
         time.sleep(2)
@@ -98,6 +100,9 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=8)
     parser.add_argument("--spacing", type=float, default=1.5)
     parser.add_argument("--floor-runs", type=int, default=5)
+    parser.add_argument(
+        "--worker-nice", type=int, default=Settings.model_fields["worker_nice"].default
+    )
     args = parser.parse_args()
     print(
         "| source | event -> complete, median ms (min-max) | floor ms | ratio | "

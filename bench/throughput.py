@@ -112,7 +112,9 @@ def run(width: int, height: int, workers: int, args: argparse.Namespace, work: P
     video = work / f"lane-{height}p.avi"
     if not video.exists():
         write_real_video(video, width, height)
-    with running(work, video, ("capture", "worker"), workers=workers) as settings:
+    with running(
+        work, video, ("capture", "worker"), workers=workers, worker_nice=args.worker_nice
+    ) as settings:
         wait_for_frames(settings, FRAMES)
         time.sleep(3)
         client = redis.Redis.from_url(str(settings.redis_url))
@@ -134,6 +136,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=16)
     parser.add_argument("--floor-seconds", type=float, default=8.0)
+    parser.add_argument(
+        "--worker-nice", type=int, default=Settings.model_fields["worker_nice"].default
+    )
+    parser.add_argument("--sizes", nargs="+", default=["1280x720", "1920x1080"])
     args = parser.parse_args()
     print(
         "| source | worker processes | recordings/s | floor recordings/s | ratio | "
@@ -141,7 +147,8 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="sco-bench-") as work:
-        for width, height in ((1280, 720), (1920, 1080)):
+        for size in args.sizes:
+            width, height = (int(part) for part in size.split("x"))
             for workers in (1, 2):
                 print(run(width, height, workers, args, Path(work)), flush=True)
 

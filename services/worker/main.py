@@ -17,6 +17,7 @@ from services.common.recordings import RecordingStore
 from services.common.settings import Settings
 from services.common.taskqueue import make_celery
 from services.worker.encoder import make_encoder
+from services.worker.heap import keep_heap
 from services.worker.metrics import serving_registry
 from services.worker.recorder import Recorder
 from services.worker.storage import Storage
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 
 def build_app(settings: Settings) -> Celery:
     """A Celery app whose record task writes into the configured recordings root."""
+    keep_heap()  # before the pool forks: its processes inherit the allocator's settings
     app = make_celery(settings)
     frames = redis.Redis.from_url(settings.frame_store_url, health_check_interval=10)
     state = redis.Redis.from_url(settings.state_store_url, health_check_interval=10)
