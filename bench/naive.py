@@ -27,6 +27,7 @@ import cv2
 from bench.latency import run_resolution
 from bench.sources import write_real_video
 from services.common.framecodec import Pixels
+from services.common.settings import Settings
 
 FRAMES = 30
 PERIOD = 1 / 30
@@ -96,7 +97,12 @@ def main() -> None:
     args = parser.parse_args()
     print("| source | recorder | latency, median ms | capture stall per recording, median ms |")
     print("|---|---|---|---|")
-    latency_args = argparse.Namespace(events=args.events, spacing=1.5, floor_runs=3)
+    latency_args = argparse.Namespace(
+        events=args.events,
+        spacing=1.5,
+        floor_runs=3,
+        worker_nice=Settings.model_fields["worker_nice"].default,
+    )
     with tempfile.TemporaryDirectory(prefix="sco-bench-") as folder:
         work = Path(folder)
         for width, height in ((1280, 720), (1920, 1080)):

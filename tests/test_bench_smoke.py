@@ -17,6 +17,7 @@ SMOKE = [
     ("encoders", "--frames", "2", "--repeats", "1"),
     ("ingest", "--frames", "20", "--runs", "1"),
     ("latency", "--events", "1", "--spacing", "0", "--floor-runs", "1"),
+    ("naive", "--events", "1"),
 ]
 
 
