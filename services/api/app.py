@@ -9,6 +9,8 @@ from contextlib import asynccontextmanager
 
 import redis
 from fastapi import Depends, FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from kombu.exceptions import OperationalError
 
@@ -47,6 +49,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     for error in UNAVAILABLE:
         app.add_exception_handler(error, store_unavailable)
+    app.add_exception_handler(RequestValidationError, invalid_request)  # type: ignore[arg-type]  # as below
     app.add_exception_handler(EventRefusedError, event_refused)  # type: ignore[arg-type]  # Starlette types handlers by Exception
     guarded = [Depends(require_api_key)]
     for module in (events, recordings, cameras):
@@ -56,6 +59,15 @@ def create_app(settings: Settings) -> FastAPI:
         health.metrics_router, dependencies=[] if settings.metrics_public else guarded
     )
     return app
+
+
+async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+    """422 with pydantic's errors. FastAPI's own handler answers 500 when the body it echoes
+    back is not UTF-8 (a body of raw bytes under a non-JSON content type): echo it escaped."""
+    detail = jsonable_encoder(
+        error.errors(), custom_encoder={bytes: lambda raw: raw.decode(errors="backslashreplace")}
+    )
+    return JSONResponse({"detail": detail}, status_code=422)
 
 
 async def event_refused(request: Request, error: EventRefusedError) -> JSONResponse:

@@ -77,6 +77,19 @@ def test_an_oversized_body_gets_413_and_writes_nothing(
     assert_nothing_written(client, settings, servers)
 
 
+@pytest.mark.parametrize("content_type", ["application/octet-stream", "text/plain", None])
+def test_a_body_that_is_not_utf8_gets_422_not_500(
+    content_type: str | None, settings: Settings, servers: Servers, api_factory: ApiFactory
+) -> None:
+    """Bytes that are neither JSON nor UTF-8, under any content type: 422, nothing written."""
+    client = api_factory(settings)
+    headers = {"Content-Type": content_type} if content_type else {}
+    answer = client.post("/v1/events", content=b"S\x9e\xc6\n\xde\xb8\x87", headers=headers)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["detail"]
+    assert_nothing_written(client, settings, servers)
+
+
 def test_a_hostile_idempotency_key_is_refused(
     settings: Settings, servers: Servers, api_factory: ApiFactory
 ) -> None:
