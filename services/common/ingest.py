@@ -101,13 +101,12 @@ class Ingest:
                 job_message=message,
                 max_queued=self.settings.max_queued,
             )
-        except QueueFullError as error:
+        except Exception as error:
             await self._release(job)
-            raise EventRefusedError(
-                503, "too many queued recordings; retry later", RETRY_AFTER_SECONDS
-            ) from error
-        except Exception:
-            await self._release(job)
+            if isinstance(error, QueueFullError):
+                raise EventRefusedError(
+                    503, "too many queued recordings; retry later", RETRY_AFTER_SECONDS
+                ) from error
             raise
         if owner != recording.recording_id:
             await self._release(job)

@@ -65,7 +65,7 @@ def test_frames_arriving_during_accept_never_cut_the_window(
     """A frame lands after each Redis step of accept; the N frames before the moment survive.
 
     The stream holds exactly N frames, so a frame arriving between the moment and its pin
-    would trim the window's oldest frame unless the pin comes first.
+    would trim the window's oldest frame, unless the moment is taken with the pin.
     """
     settings, buffer = lane
     for _ in range(N):
