@@ -124,6 +124,7 @@ class Service:
             env=service_env(settings),
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, so a test can kill it whole
         )
         Service.started.append(self)
 
@@ -141,6 +142,12 @@ class Service:
     def log(self) -> str:
         """What the service printed so far."""
         return self.log_path.read_text(errors="replace")
+
+    def kill_group(self) -> None:
+        """SIGKILL the service and every process it started, as a lost host or container."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+        self._log.close()
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int:
         """Signal the service and wait for it to exit."""
@@ -197,8 +204,7 @@ def stop_leftover_services() -> Iterator[None]:
     Service.started.clear()
     yield
     for service in Service.started:
-        if service.process.poll() is None:
-            service.stop(signal.SIGTERM, timeout=10)
+        service.stop(signal.SIGTERM, timeout=10)  # closes the log of one already dead, too
     Service.started.clear()
 
 

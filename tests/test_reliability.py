@@ -22,7 +22,15 @@ import redis
 
 from services.common.redisserver import RedisServer, free_port
 from services.common.settings import Settings
-from tests.conftest import Servers, Service, base_settings, start_worker, wait_final
+from tests.conftest import (
+    Servers,
+    Service,
+    StreamObserver,
+    base_settings,
+    start_worker,
+    wait_final,
+)
+from tests.frames import assert_right_frames, load_manifest
 from tests.videos import write_video
 
 pytestmark = pytest.mark.reliability
@@ -45,6 +53,22 @@ def private(tmp_path: Path) -> Iterator[Servers]:
     yield Servers(frames, broker)
     frames.stop()
     broker.stop()
+
+
+@pytest.fixture
+def private_observer(private: Servers) -> Iterator[Callable[[str], StreamObserver]]:
+    """Observers of the private frame store's streams; stopped after the test."""
+    client = redis.Redis.from_url(private.frames.url)
+    started: list[StreamObserver] = []
+
+    def start(camera_id: str) -> StreamObserver:
+        started.append(StreamObserver(client, camera_id).start())
+        return started[-1]
+
+    yield start
+    for observer in started:
+        observer.stop()
+    client.close()
 
 
 @pytest.fixture
@@ -384,3 +408,77 @@ def test_sigterm_to_the_api_mid_traffic_loses_no_accepted_event(
     finally:
         worker.stop()
     assert state.zcard("sco:recordings") == len(accepted)
+
+
+def worker_holding(workers: list[Service], recording_id: str) -> Service:
+    """The worker whose log says it received the recording's job."""
+    for worker in workers:
+        if recording_id in worker.log():
+            return worker
+    raise AssertionError(f"no worker received {recording_id}")
+
+
+def test_a_whole_worker_killed_mid_write_is_taken_over_with_exact_frames(
+    private: Servers,
+    tmp_path: Path,
+    api_factory: ApiFactory,
+    capture_factory: CaptureFactory,
+    private_observer: Callable[[str], StreamObserver],
+) -> None:
+    """Process group SIGKILLed while writing: another worker completes it, exact frames, <20 s."""
+    video = write_video(tmp_path / "big.avi", frames=300, width=1280, height=720)
+    settings = base_settings(
+        private, tmp_path / "out", source=str(video), frames=20, workers=1,
+        png_encoder="cv2", png_compression=9,
+    )  # fmt: skip
+    observer = private_observer(settings.camera_id)
+    client = start_lane(settings, api_factory, capture_factory)
+    workers = [start_worker(settings, tmp_path / f"worker-{n}.log") for n in range(2)]
+    observer.wait_for(settings.frames + 5)
+    recording_id = client.post("/v1/events", json={"transaction_id": "T-whole"}).json()[
+        "recording_id"
+    ]
+    staging = settings.output_dir / ".staging"
+    wait_until(lambda: len(list(staging.glob("*/frame_*.png"))) >= 3, what="PNGs being written")
+    victim = worker_holding(workers, recording_id)
+    victim.kill_group()
+    died = time.monotonic()
+    recording = wait_final(client, recording_id, timeout=40)
+    took = time.monotonic() - died
+    assert recording["status"] == "complete", recording
+    assert took < 20, f"took {took:.1f} s after the death"
+    assert recording["deliveries"] == 2
+    assert_right_frames(load_manifest(recording), observer)
+    survivor = next(worker for worker in workers if worker is not victim)
+    assert recording_id in survivor.log()
+    folders = list((settings.output_dir / settings.camera_id).glob("*/*"))
+    assert [folder.name for folder in folders] == [recording_id]
+
+
+def test_a_whole_worker_killed_while_waiting_for_frames_after_is_taken_over(
+    private: Servers,
+    tmp_path: Path,
+    video: Path,
+    api_factory: ApiFactory,
+    capture_factory: CaptureFactory,
+    private_observer: Callable[[str], StreamObserver],
+) -> None:
+    """Killed while its job waits for frames_after: the next worker gets before and after."""
+    settings = base_settings(private, tmp_path / "out", source=str(video), workers=1)
+    observer = private_observer(settings.camera_id)
+    client = start_lane(settings, api_factory, capture_factory)
+    workers = [start_worker(settings, tmp_path / f"worker-{n}.log") for n in range(2)]
+    observer.wait_for(settings.frames + 5)
+    body = {"transaction_id": "T-after", "frames_after": 75}  # 3 s of frames at 25 fps
+    recording_id = client.post("/v1/events", json=body).json()["recording_id"]
+    wait_until(lambda: any(recording_id in w.log() for w in workers), what="the job to start")
+    time.sleep(0.5)
+    victim = worker_holding(workers, recording_id)
+    assert client.get(f"/v1/recordings/{recording_id}").json()["status"] == "running"
+    victim.kill_group()
+    died = time.monotonic()
+    recording = wait_final(client, recording_id, timeout=40)
+    assert time.monotonic() - died < 20
+    assert recording["status"] == "complete", recording
+    assert recording["frames_saved"] == settings.frames + 75
+    assert_right_frames(load_manifest(recording), observer)

@@ -140,6 +140,14 @@ class Recording(BaseModel):
     event_time: datetime
     received_at: datetime
     updated_at: datetime
+    deadline: datetime | None = Field(
+        default=None,
+        description="Until when a worker may still be working on it; past it, "
+        "a recording not final is settled as failed.",
+    )
+    deliveries: int | None = Field(
+        default=None, description="How many times a worker started its job."
+    )
 
 
 class CameraStatus(BaseModel):

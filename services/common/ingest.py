@@ -91,7 +91,7 @@ class Ingest:
         """
         camera_id, frames_before = self._validate(event)
         job = await self._pin(event, camera_id, frames_before)
-        recording = _recording_of(job)
+        recording = _recording_of(job, self._deadline_of(job))
         message = record_message(self.celery, job.model_dump(mode="json"), job.recording_id)
         try:
             owner = await self.store.create(
@@ -179,7 +179,7 @@ class Ingest:
             frames_before,
             frames_after=event.frames_after,
             moment_us=to_us(trusted) if trusted else None,
-            max_delay_ms=round(self.settings.max_delay * 1000),
+            max_delay_ms=round(self.settings.pin_ttl * 1000),
         )
         received_at = from_us(pin.received_us)
         return RecordingJob(
@@ -200,6 +200,12 @@ class Ingest:
             metadata=event.metadata,
         )
 
+    def _deadline_of(self, job: RecordingJob) -> datetime:
+        """Past this, no worker can still be working on the job: its pin has expired and a
+        run that started just before could not last longer than the time limit."""
+        seconds = self.settings.pin_ttl + self.settings.task_time_limit
+        return job.received_at + timedelta(seconds=seconds)
+
     async def _release(self, job: RecordingJob) -> None:
         """Best effort: a pin of an event not accepted after all (it would expire anyway)."""
         try:
@@ -208,7 +214,7 @@ class Ingest:
             log.warning("could not release the pin of %s", job.recording_id, exc_info=True)
 
 
-def _recording_of(job: RecordingJob) -> Recording:
+def _recording_of(job: RecordingJob, deadline: datetime) -> Recording:
     """The recording a job starts, as the API lists it."""
     return Recording(
         recording_id=job.recording_id,
@@ -219,6 +225,7 @@ def _recording_of(job: RecordingJob) -> Recording:
         event_time=from_us(job.event_us),
         received_at=job.received_at,
         updated_at=job.received_at,
+        deadline=deadline,
     )
 
 

@@ -7,6 +7,21 @@ PREFIX = "sco"
 # Celery.
 RECORD_TASK = "sco.record"
 RECORD_QUEUE = "sco-recordings"
+# kombu's Redis transport keeps each delivered, unacknowledged message here until its ack:
+# a hash delivery tag -> [message, exchange, routing key], and a sorted set of delivery times.
+UNACKED = "unacked"
+UNACKED_INDEX = "unacked_index"
+
+
+# Worker liveness: each worker node lists the delivery tags it holds, under a key that
+# expires unless the worker keeps writing it. A message held by no live worker is orphaned.
+WORKERS = f"{PREFIX}:workers"
+TAKEOVER_LOCK = f"{PREFIX}:workers:takeover"
+
+
+def worker_alive(node: str) -> str:
+    """Expiring JSON {pid, tags} a worker node rewrites every heartbeat."""
+    return f"{PREFIX}:worker:{node}:alive"
 
 
 # Frame store (disposable, no persistence).
@@ -38,6 +53,8 @@ def recording(recording_id: str) -> str:
 
 
 RECORDINGS_ALL = f"{PREFIX}:recordings"
+# Recordings not final yet, scored by their deadline (ms): the sweep settles overdue ones.
+RECORDINGS_OPEN = f"{PREFIX}:open-recordings"
 
 
 def recordings_of(camera_id: str) -> str:

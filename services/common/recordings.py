@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
@@ -10,6 +12,8 @@ from redis import asyncio as aioredis
 
 from services.common import keys
 from services.common.contracts import Recording, Status, utcnow
+
+log = logging.getLogger(__name__)
 
 # Claims the idempotency key (if any), creates the recording and queues its job in one step:
 # two copies of one event racing each other still make one recording, and a job is never
@@ -23,21 +27,75 @@ end
 local limit = tonumber(ARGV[5])
 if limit > 0 and redis.call('LLEN', KEYS[5]) >= limit then return false end
 if ARGV[1] == '1' then redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) end
-redis.call('HSET', KEYS[2], unpack(ARGV, 7))
+redis.call('HSET', KEYS[2], unpack(ARGV, 8))
 redis.call('ZADD', KEYS[3], ARGV[4], ARGV[2])
 redis.call('ZADD', KEYS[4], ARGV[4], ARGV[2])
+redis.call('ZADD', KEYS[6], ARGV[7], ARGV[2])
 if ARGV[6] ~= '' then redis.call('LPUSH', KEYS[5], ARGV[6]) end
 return ARGV[2]
 """
 
 # Moves a recording to a new status unless it is already final: a redelivered job must not
-# turn a complete recording back into a running one.
+# turn a complete recording back into a running one. A final status leaves the open set.
 UPDATE_SCRIPT = """
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return 0 end
 if status == 'complete' or status == 'partial' or status == 'failed' then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV))
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+if ARGV[2] == '1' then redis.call('ZREM', KEYS[2], ARGV[1]) end
 return 1
+"""
+
+# A worker starts a job: counts the delivery, and either marks the recording running (its
+# deadline pushed out to cover this run) or, when its worker died on it too many times,
+# failed. A final recording is left alone: the job has nothing left to do.
+START_SCRIPT = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return {'unknown', 0} end
+if status == 'complete' or status == 'partial' or status == 'failed' then
+  return {status, 0}
+end
+local deliveries = redis.call('HINCRBY', KEYS[1], 'deliveries', 1)
+if deliveries - tonumber(ARGV[3]) > tonumber(ARGV[2]) then
+  redis.call('HSET', KEYS[1], 'status', 'failed', 'reason', ARGV[7], 'updated_at', ARGV[6])
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  return {'failed', deliveries}
+end
+redis.call('HSET', KEYS[1], 'status', 'running', 'updated_at', ARGV[6])
+local current = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if not current or tonumber(current) < tonumber(ARGV[4]) then
+  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
+  redis.call('HSET', KEYS[1], 'deadline', ARGV[5])
+end
+return {'running', deliveries}
+"""
+
+# A job taken back from a dead worker is queued again, first in line: its recording says so
+# and its deadline covers one more run.
+REQUEUED_SCRIPT = """
+local status = redis.call('HGET', KEYS[1], 'status')
+if status ~= 'queued' and status ~= 'running' then return 0 end
+redis.call('HSET', KEYS[1], 'status', 'queued', 'reason', ARGV[2], 'updated_at', ARGV[5])
+local current = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if not current or tonumber(current) < tonumber(ARGV[3]) then
+  redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+  redis.call('HSET', KEYS[1], 'deadline', ARGV[4])
+end
+return 1
+"""
+
+# Settles one overdue recording as failed, unless it became final or its deadline moved.
+SETTLE_SCRIPT = """
+local deadline = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if not deadline then return false end
+if tonumber(deadline) > tonumber(ARGV[2]) then return false end
+redis.call('ZREM', KEYS[2], ARGV[1])
+local status = redis.call('HGET', KEYS[1], 'status')
+if status ~= 'queued' and status ~= 'running' then return false end
+local reason = ARGV[4]
+if status == 'queued' then reason = ARGV[5] end
+redis.call('HSET', KEYS[1], 'status', 'failed', 'reason', reason, 'updated_at', ARGV[3])
+return status
 """
 
 FINAL = {status.value for status in Status if status.is_final}
@@ -76,6 +134,7 @@ class RecordingIntake:
                 keys.RECORDINGS_ALL,
                 keys.recordings_of(recording.camera_id),
                 keys.RECORD_QUEUE,
+                keys.RECORDINGS_OPEN,
             ],
             args=[
                 "1" if idem else "0",
@@ -84,6 +143,7 @@ class RecordingIntake:
                 _score(recording.received_at),
                 max_queued,
                 job_message,
+                _ms(recording.deadline or recording.received_at),
                 *flat,
             ],
         )
@@ -97,12 +157,24 @@ class RecordingIntake:
         return _from_fields(cast("dict[bytes, bytes]", fields)) if fields else None
 
 
+@dataclass(frozen=True)
+class Start:
+    """What a worker learnt when it started a job: the recording's status now, and how many
+    times its job has been started."""
+
+    status: Status | None
+    deliveries: int
+
+
 class RecordingStore:
     """Reads and writes recording status in the broker's Redis."""
 
     def __init__(self, client: redis.Redis) -> None:
         self._redis = client
         self._update = client.register_script(UPDATE_SCRIPT)
+        self._start = client.register_script(START_SCRIPT)
+        self._requeued = client.register_script(REQUEUED_SCRIPT)
+        self._settle = client.register_script(SETTLE_SCRIPT)
 
     def get(self, recording_id: str) -> Recording | None:
         """One recording's status, or None if unknown."""
@@ -127,7 +199,67 @@ class RecordingStore:
         if path is not None:
             fields["path"] = path
         flat = [item for pair in fields.items() for item in pair]
-        return bool(self._update(keys=[keys.recording(recording_id)], args=flat))
+        final = "1" if status.is_final else "0"
+        return bool(
+            self._update(
+                keys=[keys.recording(recording_id), keys.RECORDINGS_OPEN],
+                args=[recording_id, final, *flat],
+            )
+        )
+
+    def start(
+        self, recording_id: str, *, retries: int, max_deliveries: int, deadline: datetime
+    ) -> Start:
+        """Count a delivery and mark the recording running, or failed once its job has been
+        lost `max_deliveries` times (retries are not losses). None status: unknown recording.
+        """
+        reason = (
+            f"its worker process died on each of its {max_deliveries} runs "
+            "(SCO_MAX_DELIVERIES); the job is not tried again"
+        )
+        status, deliveries = self._start(
+            keys=[keys.recording(recording_id), keys.RECORDINGS_OPEN],
+            args=[
+                recording_id, max_deliveries, retries, _ms(deadline), deadline.isoformat(),
+                _now(), reason,
+            ],
+        )  # fmt: skip
+        text = status.decode()
+        return Start(None if text == "unknown" else Status(text), int(deliveries))
+
+    def requeued(self, recording_id: str, reason: str, deadline: datetime) -> bool:
+        """Show a job taken back from a dead worker as queued again; False if already final."""
+        return bool(
+            self._requeued(
+                keys=[keys.recording(recording_id), keys.RECORDINGS_OPEN],
+                args=[recording_id, reason, _ms(deadline), deadline.isoformat(), _now()],
+            )
+        )
+
+    def settle_overdue(self, now: datetime, limit: int = 100) -> list[str]:
+        """Fail the recordings still queued or running past their deadline, with the reason.
+
+        Nothing can still be working on such a recording: its job was lost with a worker that
+        no takeover reached, or its failure could not be written when it happened.
+        """
+        now_ms = _ms(now)
+        due = cast(
+            "list[bytes]",
+            self._redis.zrangebyscore(keys.RECORDINGS_OPEN, "-inf", now_ms, start=0, num=limit),
+        )
+        settled = []
+        for raw in due:
+            recording_id = raw.decode()
+            running, queued = _overdue_reasons(now)
+            was = self._settle(
+                keys=[keys.recording(recording_id), keys.RECORDINGS_OPEN],
+                args=[recording_id, now_ms, now.isoformat(), running, queued],
+            )
+            if was:
+                log.warning("recording %s was %s past its deadline: failed", recording_id,
+                            was.decode())  # fmt: skip
+                settled.append(recording_id)
+        return settled
 
     def newest(
         self, camera_id: str | None, limit: int, before: datetime | None = None
@@ -146,6 +278,25 @@ class RecordingStore:
 
 def _score(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
+
+
+def _now() -> str:
+    return utcnow().isoformat()
+
+
+def _ms(moment: datetime) -> int:
+    return round(moment.timestamp() * 1000)
+
+
+def _overdue_reasons(now: datetime) -> tuple[str, str]:
+    """Why a running, and why a queued, recording was settled at its deadline."""
+    when = now.isoformat(timespec="seconds")
+    return (
+        f"its job did not finish by its deadline ({when}): the worker died or hung where "
+        "no takeover could reach it, or its failure could not be recorded",
+        f"no worker started its job by its deadline ({when}): no worker was running, or "
+        "the queue was too long",
+    )
 
 
 def _to_fields(recording: Recording) -> dict[str, str]:

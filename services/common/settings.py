@@ -6,7 +6,14 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 CAMERA_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
@@ -109,6 +116,24 @@ class Settings(BaseSettings):
     read_page_bytes: int = Field(
         default=8 * 1024 * 1024, ge=1, description="Bytes per stream read (pages large reads)."
     )
+    worker_heartbeat: float = Field(
+        default=1.0, gt=0, le=60,
+        description="Seconds between a worker's liveness writes (and its takeover checks).",
+    )  # fmt: skip
+    worker_lost_after: float = Field(
+        default=5.0, gt=0,
+        description="Seconds of silence after which a worker is presumed dead and its jobs "
+        "are handed to another worker.",
+    )  # fmt: skip
+    max_deliveries: int = Field(
+        default=3, ge=1, le=100,
+        description="Deliveries of one job before it is failed (a job that kills its worker).",
+    )  # fmt: skip
+    pin_seconds: float = Field(
+        default=0, ge=0,
+        description="How long an event's frames stay pinned; 0 = max_delay + task_time_limit "
+        "+ the takeover time, the least that outlives every redelivery.",
+    )  # fmt: skip
 
     # MQTT ingest (sco-recorder mqtt).
     mqtt_url: str | None = Field(
@@ -182,6 +207,38 @@ class Settings(BaseSettings):
             raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
         return level
 
+    @model_validator(mode="after")
+    def _check_redelivery(self) -> Settings:
+        """Refuse timings under which a live worker looks dead, or a pin dies before its job."""
+        if self.worker_lost_after < 3 * self.worker_heartbeat:
+            raise ValueError(
+                "SCO_WORKER_LOST_AFTER must be at least 3 x SCO_WORKER_HEARTBEAT, or a live "
+                "worker's jobs would be taken from it"
+            )
+        if self.pin_seconds and self.pin_seconds < self.least_pin_seconds:
+            raise ValueError(
+                f"SCO_PIN_SECONDS={self.pin_seconds:g} is shorter than SCO_MAX_DELAY + "
+                "SCO_TASK_TIME_LIMIT + SCO_WORKER_LOST_AFTER + SCO_WORKER_HEARTBEAT "
+                f"({self.least_pin_seconds:g} s): a job that starts late and whose worker "
+                "dies would find its frames gone"
+            )
+        return self
+
+    @property
+    def takeover_seconds(self) -> float:
+        """Longest time from a worker's death until its jobs are queued again."""
+        return self.worker_lost_after + self.worker_heartbeat
+
+    @property
+    def least_pin_seconds(self) -> float:
+        """A job may start max_delay late, run up to its time limit, then need a takeover."""
+        return self.max_delay + self.task_time_limit + self.takeover_seconds
+
+    @property
+    def pin_ttl(self) -> float:
+        """How long an event's frames stay pinned."""
+        return self.pin_seconds or self.least_pin_seconds
+
     @property
     def camera_ids(self) -> list[str]:
         """Cameras the API accepts; the capture's own camera when none is listed."""
@@ -213,9 +270,11 @@ def describe_errors(error: ValidationError) -> str:
     """Turn pydantic's errors into one line per setting, named as the environment names it."""
     lines = []
     for item in error.errors():
-        name = ".".join(str(part) for part in item["loc"]) or "settings"
-        env = f"SCO_{name.upper()}" if item["loc"] else "settings"
-        lines.append(f"invalid setting {name} ({env}): {item['msg']}")
+        if not item["loc"]:  # a check across settings; its message names them
+            lines.append(f"invalid settings: {item['msg'].removeprefix('Value error, ')}")
+            continue
+        name = ".".join(str(part) for part in item["loc"])
+        lines.append(f"invalid setting {name} (SCO_{name.upper()}): {item['msg']}")
     return "; ".join(lines)
 
 

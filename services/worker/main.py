@@ -18,6 +18,7 @@ from services.common.settings import Settings
 from services.common.taskqueue import make_celery
 from services.worker.encoder import make_encoder
 from services.worker.heap import keep_heap
+from services.worker.liveness import Takeover, install
 from services.worker.metrics import serving_registry
 from services.worker.recorder import Recorder
 from services.worker.storage import Storage
@@ -33,6 +34,7 @@ def build_app(settings: Settings) -> Celery:
     frames = redis.Redis.from_url(settings.frame_store_url, health_check_interval=10)
     state = redis.Redis.from_url(settings.state_store_url, health_check_interval=10)
     store = RecordingStore(state)
+    run_seconds = settings.task_time_limit + settings.takeover_seconds
     recorder = Recorder(
         buffers=cache(lambda camera_id: FrameBuffer(frames, camera_id)),
         store=store,
@@ -41,8 +43,18 @@ def build_app(settings: Settings) -> Celery:
         encoder_name=settings.png_encoder,
         settle_timeout=settings.settle_timeout,
         page_bytes=settings.read_page_bytes,
+        max_deliveries=settings.max_deliveries,
+        run_seconds=run_seconds,
     )
     register_tasks(app, recorder, store)
+    takeover_client = redis.Redis.from_url(
+        settings.state_store_url, socket_timeout=settings.worker_heartbeat * 2,
+        socket_connect_timeout=settings.worker_heartbeat * 2,
+    )  # fmt: skip
+    takeover = Takeover(
+        takeover_client, RecordingStore(takeover_client), settings.worker_lost_after, run_seconds
+    )
+    install(app, takeover, settings.worker_heartbeat)
     return app
 
 

@@ -9,6 +9,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from services.common.contracts import (
@@ -24,12 +25,17 @@ from services.common.framecodec import Frame
 from services.common.recordings import RecordingStore
 from services.worker.encoder import Encoder
 from services.worker.metrics import WorkerMetrics
-from services.worker.storage import StagedRecording, Storage
+from services.worker.storage import StagedRecording, Storage, StorageFullError
 
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.005
 WRITES_IN_FLIGHT = 3
+
+
+class SupersededError(Exception):
+    """A later attempt at the same job (its worker taken for dead) removed this attempt's
+    staging folder; that attempt writes the recording, this one must not mark it failed."""
 
 
 @dataclass(frozen=True)
@@ -53,12 +59,18 @@ class Recorder:
     encoder_name: str
     settle_timeout: float
     page_bytes: int
+    max_deliveries: int = 3
+    run_seconds: float = 306.0
     clock: Callable[[], float] = field(default=time.time)
     sleep: Callable[[float], None] = field(default=time.sleep)
     metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
 
-    def record(self, job: RecordingJob) -> Outcome:
-        """Write the recording for a job once; a redelivered job finds it and only reports it."""
+    def record(self, job: RecordingJob, retries: int = 0) -> Outcome:
+        """Write the recording for a job once; a redelivered job finds it and only reports it.
+
+        `retries` is how many times the job was retried on purpose (transient errors, a full
+        disk): deliveries beyond those were runs lost with their worker.
+        """
         started = self.clock()
         buffer = self.buffers(job.camera_id)
         final = self.storage.path_of(job.camera_id, from_us(job.event_us).date(), job.recording_id)
@@ -67,7 +79,18 @@ class Recorder:
             log.info("recording %s was already written", job.recording_id)
             outcome = Outcome(existing.status, existing.reason, existing.frames_saved, final)
         else:
-            self.store.update(job.recording_id, Status.RUNNING)
+            begun = self.store.start(
+                job.recording_id,
+                retries=retries,
+                max_deliveries=self.max_deliveries,
+                deadline=from_us(round(self.clock() * 1e6)) + timedelta(seconds=self.run_seconds),
+            )
+            if begun.status is not None and begun.status.is_final:
+                # Settled already: by its deadline, or its worker died on it too often.
+                log.warning("recording %s is already %s; not recording it", job.recording_id,
+                            begun.status.value)  # fmt: skip
+                buffer.release(job.pin_member)
+                return Outcome(begun.status, None, 0, final)
             pin_held = buffer.holds(job.pin_member)
             self._wait_for_frames(buffer, job)
             outcome = self._write(buffer, job, final, pin_held)
@@ -84,6 +107,10 @@ class Recorder:
         self.metrics.job_seconds.observe(finished - started)
         self.metrics.event_to_final_seconds.observe(finished - job.received_at.timestamp())
         return outcome
+
+    def abandon(self, job: RecordingJob) -> None:
+        """Release a failed job's pin now rather than when it expires."""
+        self.buffers(job.camera_id).release(job.pin_member)
 
     def _wait_for_frames(self, buffer: FrameBuffer, job: RecordingJob) -> None:
         """Wait until the capture has passed the moment (and the frames after it, if asked).
@@ -111,10 +138,18 @@ class Recorder:
     ) -> Outcome:
         window = buffer.window(job.event_us, job.frames_before, job.frames_after)
         with self.storage.staging(job.recording_id) as staged:
-            frames = self._save_frames(buffer, window, staged)
-            status, reason = judge(job, window, frames, self.clock(), pin_held)
-            manifest = _manifest(job, frames, status, reason, self.encoder_name)
-            if not self.storage.commit(staged, manifest, final):
+            try:
+                frames = self._save_frames(buffer, window, staged)
+                status, reason = judge(job, window, frames, self.clock(), pin_held)
+                manifest = _manifest(job, frames, status, reason, self.encoder_name)
+                committed = self.storage.commit(staged, manifest, final)
+            except OSError as error:
+                if isinstance(error, StorageFullError) or staged.path.exists():
+                    raise
+                raise SupersededError(
+                    f"recording {job.recording_id}: another attempt took over its staging folder"
+                ) from error
+            if not committed:
                 kept = self.storage.read_manifest(final) or manifest
                 return Outcome(kept.status, kept.reason, kept.frames_saved, final)
         log.info(
@@ -232,7 +267,8 @@ def _why_short(job: RecordingJob, found: int, now: float, pin_held: bool) -> str
     if now * 1000 > job.pin_deadline_ms:
         waited = now - job.received_at.timestamp()
         return (
-            f"the pin expired: the job ran {waited:.1f} s after the event, beyond max_delay; "
+            f"the pin expired: the job ran {waited:.1f} s after the event, beyond its pin "
+            "(SCO_PIN_SECONDS, by default SCO_MAX_DELAY + SCO_TASK_TIME_LIMIT + takeover); "
             f"{found} of {job.frames_before} frames were still buffered"
         )
     return (

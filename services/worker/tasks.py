@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, NoReturn
 
 import redis
 from celery import Celery, Task
 from pydantic import ValidationError
 
 from services.common import keys
+from services.common.backoff import compute_backoff
 from services.common.contracts import RecordingJob, Status
 from services.common.recordings import RecordingStore
-from services.worker.recorder import Recorder
+from services.worker.recorder import Recorder, SupersededError
 from services.worker.storage import StorageFullError
 
 log = logging.getLogger(__name__)
@@ -20,32 +21,36 @@ log = logging.getLogger(__name__)
 # Transient: the store went away for a moment. Anything else is a bug or bad data, and
 # retrying would only delay the final state.
 TRANSIENT = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
-MAX_RETRIES = 8
+# Each kind of retry has its own budget, counted in the retried message itself (a store that
+# is down cannot count for us): a full disk must not use up the retries of an outage.
+MAX_RETRIES = 8  # backoff 1, 2, 4, ... 30 s: about two and a half minutes of outage
 STORAGE_FULL_RETRIES = 5  # 1 + 2 + 4 + 8 + 16 s: time to free space before the pin expires
+RETRY_LIMITS = {"transient_retries": MAX_RETRIES, "storage_retries": STORAGE_FULL_RETRIES}
 
 
 def register_tasks(app: Celery, recorder: Recorder, store: RecordingStore) -> None:
     """Bind the record task to an app and the recorder that does the work."""
 
     class RecordTask(Task):  # type: ignore[type-arg]  # Celery's Task generic is untyped here
-        """Marks the recording failed, with the reason, once no retry is left."""
+        """Marks the recording failed, with the reason, once no retry is left.
+
+        Runs in the pool process for an exception, and in the main process for the hard
+        time limit. If the state store is down then, the recording stays open and the
+        deadline sweep settles it (services/worker/liveness.py).
+        """
 
         def on_failure(
             self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
         ) -> None:
-            store.update(task_id, Status.FAILED, reason=f"{type(exc).__name__}: {exc}")
+            settle_failed(store, recorder, task_id, exc, args)
 
-    @app.task(
-        name=keys.RECORD_TASK,
-        base=RecordTask,
-        bind=True,
-        autoretry_for=TRANSIENT,
-        retry_backoff=True,
-        retry_backoff_max=30,
-        retry_jitter=True,
-        max_retries=MAX_RETRIES,
-    )
-    def record(self: Task, payload: dict[str, Any]) -> str:  # type: ignore[type-arg]
+    @app.task(name=keys.RECORD_TASK, base=RecordTask, bind=True, max_retries=None)
+    def record(
+        self: Task,  # type: ignore[type-arg]
+        payload: dict[str, Any],
+        transient_retries: int = 0,
+        storage_retries: int = 0,
+    ) -> str:
         """Write one recording from a job payload."""
         try:
             job = RecordingJob.model_validate(payload)
@@ -53,12 +58,50 @@ def register_tasks(app: Celery, recorder: Recorder, store: RecordingStore) -> No
             log.error("rejected job %s: %s", self.request.id, error)
             store.update(str(self.request.id), Status.FAILED, reason=f"invalid job: {error}")
             return Status.FAILED.value
+        counts = {"transient_retries": transient_retries, "storage_retries": storage_retries}
         try:
-            return recorder.record(job).status.value
+            return recorder.record(job, retries=transient_retries + storage_retries).status.value
+        except SupersededError as error:
+            log.warning("%s; leaving the recording to it", error)
+            return "superseded"
+        except TRANSIENT as error:
+            retry(self, payload, counts, "transient_retries", error)
         except StorageFullError as error:
-            log.warning("recording %s: %s; retrying", job.recording_id, error)
             store.update(job.recording_id, Status.RUNNING, reason=f"{error}; retrying")
-            countdown = 2**self.request.retries
-            raise self.retry(
-                exc=error, countdown=countdown, max_retries=STORAGE_FULL_RETRIES
-            ) from error
+            retry(self, payload, counts, "storage_retries", error)
+        raise AssertionError("unreachable: retry raises")  # pragma: no cover
+
+
+def retry(
+    task: Task,  # type: ignore[type-arg]
+    payload: dict[str, Any],
+    counts: dict[str, int],
+    kind: str,
+    error: Exception,
+) -> NoReturn:
+    """Retry the job with one more of `kind` counted, after a backoff; re-raise past its limit."""
+    if counts[kind] >= RETRY_LIMITS[kind]:
+        raise error
+    log.warning("recording %s: %s; retrying", task.request.id, error)
+    countdown = compute_backoff(counts[kind], jitter=kind == "transient_retries")
+    kwargs = {**counts, kind: counts[kind] + 1}
+    raise task.retry(args=(payload,), kwargs=kwargs, exc=error, countdown=countdown) from error
+
+
+def settle_failed(
+    store: RecordingStore, recorder: Recorder, recording_id: str, exc: BaseException, args: Any
+) -> None:
+    """Mark a recording failed with the error, and release its pin; never raise.
+
+    If the state store is down, the recording stays open and the deadline sweep settles it
+    (services/worker/liveness.py); an unreleased pin expires by itself.
+    """
+    reason = f"{type(exc).__name__}: {exc}"
+    try:
+        store.update(recording_id, Status.FAILED, reason=reason)
+    except Exception:
+        log.exception("recording %s failed (%s); that could not be stored", recording_id, reason)
+    try:
+        recorder.abandon(RecordingJob.model_validate(args[0]))
+    except Exception:  # a bad payload, or the frame store is down
+        log.debug("could not release the pin of %s", recording_id, exc_info=True)
