@@ -133,6 +133,7 @@ def up(**flags: Any) -> None:
     """Start capture, API and workers on this machine (with an embedded Redis if no URL)."""
     from services.capture.source import SourceError  # noqa: PLC0415  # see capture
     from services.common.logconfig import configure_logging  # noqa: PLC0415
+    from services.common.redisserver import RedisServerError  # noqa: PLC0415
     from services.stack import Stack, banner  # noqa: PLC0415
 
     settings = settings_from(flags)
@@ -147,7 +148,7 @@ def up(**flags: Any) -> None:
             raise click.ClickException(f"{stack.failed() or 'the API'} did not start; see above")
         click.echo(banner(stack.settings))
         code = stack.run_until_stopped()
-    except SourceError as error:
+    except (SourceError, RedisServerError) as error:
         raise click.ClickException(str(error)) from None
     finally:
         stack.stop()

@@ -48,9 +48,12 @@ class Stack:
 
     def _start_embedded_redis(self) -> None:
         root = self.settings.output_dir.resolve()
-        frames = RedisServer(root / ".redis" / "frames", name="frames-redis").start()
+        frames = RedisServer(root / ".redis" / "frames", name="frames-redis")
         broker = RedisServer(root / ".redis" / "broker", persistent=True, name="broker-redis")
-        self.servers = [frames, broker.start()]
+        for server in (frames, broker):
+            # Listed before it starts: if the second cannot start, stop() still ends the first.
+            self.servers.append(server)
+            server.start()
         self.settings = self.settings.model_copy(
             update={"redis_url": frames.url, "broker_url": broker.url}
         )

@@ -86,3 +86,23 @@ def test_bad_configuration_stops_at_start_with_a_named_reason(
     assert result.returncode != 0
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_up_leaves_no_redis_behind_when_the_second_server_cannot_start(tmp_path: Path) -> None:
+    """The broker's folder is unusable: `up` says so, and the frames server it started is gone."""
+    output = tmp_path / "recordings"
+    (output / ".redis").mkdir(parents=True)
+    (output / ".redis" / "broker").write_text("not a folder")
+    video = write_video(tmp_path / "lane.avi", frames=50)
+    result = subprocess.run(
+        [*CLI, "up", "--source", str(video), "--output", str(output), "--port", str(free_port())],
+        env=clean_env(), capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "broker-redis cannot use" in result.stderr
+    left = [
+        process.info["cmdline"]
+        for process in psutil.process_iter(["cmdline"])
+        if str(output) in " ".join(process.info["cmdline"] or [])
+    ]
+    assert left == []

@@ -3,6 +3,7 @@ bursts and shutdowns. Each test is a row of docs/reliability.md."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import os
 import shutil
@@ -10,16 +11,21 @@ import signal
 import subprocess
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import psutil
 import pytest
 import redis
+from redis import asyncio as aioredis
 
+from services.common.contracts import Recording, Status, utcnow
+from services.common.recordings import RecordingIntake
 from services.common.redisserver import RedisServer, free_port
 from services.common.settings import Settings
 from tests.conftest import (
@@ -482,3 +488,105 @@ def test_a_whole_worker_killed_while_waiting_for_frames_after_is_taken_over(
     assert recording["status"] == "complete", recording
     assert recording["frames_saved"] == settings.frames + 75
     assert_right_frames(load_manifest(recording), observer)
+
+
+def pool_process(worker: Service) -> psutil.Process:
+    """The worker's one pool process."""
+    children = psutil.Process(worker.process.pid).children(recursive=True)
+    assert len(children) == 1, children
+    return children[0]
+
+
+def test_a_job_past_its_hard_time_limit_ends_failed_with_the_reason(
+    private: Servers, tmp_path: Path, api_factory: ApiFactory
+) -> None:
+    """A pool process frozen mid-job (SIGSTOP) is killed at the hard limit: `failed`, why."""
+    settings = base_settings(
+        private, tmp_path / "out", workers=1, task_time_limit=10, settle_timeout=60
+    )
+    client = api_factory(settings)
+    worker = start_worker(settings, tmp_path / "worker.log")
+    recording_id = client.post("/v1/events", json={}).json()["recording_id"]
+    wait_until(
+        lambda: client.get(f"/v1/recordings/{recording_id}").json()["status"] == "running",
+        what="the job to start",
+    )
+    pool_process(worker).send_signal(signal.SIGSTOP)
+    recording = wait_final(client, recording_id, timeout=30)
+    assert recording["status"] == "failed"
+    assert "TimeLimitExceeded" in str(recording["reason"]), recording
+    assert "Hard time limit" in worker.log()
+
+
+def test_a_job_ending_while_the_state_store_is_down_still_ends_final(
+    private: Servers, tmp_path: Path, api_factory: ApiFactory
+) -> None:
+    """The state store is down when a job ends: neither its outcome, its retry nor its ack
+    can be stored; once the store is back the job is taken over and ends final, with why."""
+    settings = base_settings(private, tmp_path / "out", workers=1, settle_timeout=3)
+    client = api_factory(settings)
+    worker = start_worker(settings, tmp_path / "worker.log")
+    recording_id = client.post("/v1/events", json={}).json()["recording_id"]
+    wait_until(
+        lambda: client.get(f"/v1/recordings/{recording_id}").json()["status"] == "running",
+        what="the job to start",
+    )
+    # No capture runs: the job waits 3 s for frames, then fails to store its outcome.
+    private.broker.stop()
+    wait_until(lambda: "Connection refused.; retrying" in worker.log(), 30, "the failure")
+    private.broker.start(port=private.broker.port)
+    recording = wait_final(client, recording_id, timeout=60)
+    assert recording["status"] == "failed"
+    assert "captured at or before the event" in str(recording["reason"]), recording
+    assert worker.process.poll() is None
+
+
+def test_a_recording_left_open_past_its_deadline_is_settled_by_the_sweep(
+    private: Servers, tmp_path: Path, api_factory: ApiFactory
+) -> None:
+    """A recording whose job is gone (no message anywhere) is failed at its deadline, why."""
+    settings = base_settings(private, tmp_path / "out", workers=1)
+    now = utcnow()
+    recording = Recording(
+        recording_id=uuid.uuid4().hex, camera_id=settings.camera_id, status=Status.QUEUED,
+        frames_requested=10, event_time=now, received_at=now, updated_at=now,
+        deadline=now + timedelta(seconds=2),
+    )  # fmt: skip
+
+    async def create() -> None:
+        state = aioredis.Redis.from_url(private.broker.url)
+        try:
+            await RecordingIntake(state).create(recording, None, 60)
+        finally:
+            await state.aclose()
+
+    asyncio.run(create())
+    client = api_factory(settings)
+    start_worker(settings, tmp_path / "worker.log")
+    settled = wait_final(client, recording.recording_id, timeout=20)
+    assert settled["status"] == "failed"
+    assert "no worker started its job by its deadline" in str(settled["reason"])
+    state = redis.Redis.from_url(private.broker.url)
+    assert state.zcard("sco:open-recordings") == 0
+
+
+def test_a_job_that_kills_its_pool_process_every_time_fails_after_k_deliveries(
+    private: Servers, tmp_path: Path, api_factory: ApiFactory
+) -> None:
+    """Poison: the pool process dies on each run; after SCO_MAX_DELIVERIES runs, `failed`."""
+    settings = base_settings(private, tmp_path / "out", workers=1, settle_timeout=60)
+    client = api_factory(settings)
+    worker = start_worker(settings, tmp_path / "worker.log")
+    recording_id = client.post("/v1/events", json={}).json()["recording_id"]
+    url = f"/v1/recordings/{recording_id}"
+    for run in range(1, settings.max_deliveries + 1):
+        wait_until(
+            lambda run=run: client.get(url).json().get("deliveries") == run,  # type: ignore[misc]
+            what=f"run {run}",
+        )
+        pool_process(worker).send_signal(signal.SIGKILL)
+    recording = wait_final(client, recording_id, timeout=30)
+    assert recording["status"] == "failed"
+    assert "died on each of its 3 runs" in str(recording["reason"]), recording
+    assert recording["deliveries"] == settings.max_deliveries + 1
+    assert "Worker exited prematurely: signal 9" in worker.log()

@@ -14,6 +14,7 @@ import redis
 
 from services.capture.metrics import CaptureMetrics
 from services.capture.source import FrameSource, SourceError, SourceSpec
+from services.common.backoff import compute_backoff
 from services.common.cameras import CameraRegistry
 from services.common.contracts import CameraStatus, from_us, utcnow
 from services.common.framebuffer import FrameBuffer
@@ -24,7 +25,14 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 1.0
 MAX_BACKOFF_SECONDS = 10.0
+# A session that delivered frames this long was healthy: the next outage starts the backoff over.
+HEALTHY_SECONDS = MAX_BACKOFF_SECONDS
 REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
+
+
+def reconnect_delay(failures: int) -> float:
+    """Seconds before reopening a source that failed `failures` times in a row: 0.5 s to 10 s."""
+    return compute_backoff(failures, base=0.5, cap=MAX_BACKOFF_SECONDS)
 
 
 def frames_kept(settings: Settings, fps: float) -> int:
@@ -96,28 +104,36 @@ class Capture:
         self._cap = buffer_cap(settings, 1.0)
 
     def run(self, stop: threading.Event) -> None:
-        """Capture until `stop` is set; live sources are reopened with backoff."""
-        backoff = 0.5
+        """Capture until `stop` is set; live sources are reopened with backoff.
+
+        The backoff grows while sessions keep failing fast, and starts over after a session
+        that ran for HEALTHY_SECONDS: a camera lost once a day reconnects in half a second.
+        """
+        failures = 0
         while not stop.is_set():
             source = self._open(stop)
             if source is None:
                 break
+            opened = self.clock()
             try:
-                backoff = 0.5 if self._pump(source, stop) else backoff
+                self._pump(source, stop)
             finally:
                 source.close()
             if stop.is_set():
                 break
+            if self.clock() - opened >= HEALTHY_SECONDS:
+                failures = 0
+            delay = reconnect_delay(failures)
+            failures += 1
             self.state = "reconnecting"
             self._heartbeat(force=True)
-            log.warning("source %s lost; reconnecting in %.1f s", self.spec.target, backoff)
-            stop.wait(backoff)
-            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+            log.warning("source %s lost; reconnecting in %.1f s", self.spec.target, delay)
+            stop.wait(delay)
         self.state = "stopped"
         self._heartbeat(force=True)
 
     def _open(self, stop: threading.Event) -> FrameSource | None:
-        backoff = 0.5
+        failures = 0
         while not stop.is_set():
             try:
                 source = self.opener(self.spec)
@@ -130,9 +146,10 @@ class Capture:
                 self.counters.fail(str(error))
                 self.state = "reconnecting"
                 self._heartbeat(force=True)
-                log.warning("%s; retrying in %.1f s", error, backoff)
-                stop.wait(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+                delay = reconnect_delay(failures)
+                failures += 1
+                log.warning("%s; retrying in %.1f s", error, delay)
+                stop.wait(delay)
                 continue
             self.state = "running"
             log.info("capturing %s at %.2f fps", self.spec.target, source.fps)

@@ -15,13 +15,28 @@ RECORDING_ID_PATTERN = r"^[0-9a-f]{32}$"
 MAX_METADATA_DEPTH = 16
 
 
-def _depth(value: object) -> int:
-    """How deeply objects and arrays nest in a JSON value."""
-    if isinstance(value, dict):
-        return 1 + max((_depth(item) for item in value.values()), default=0)
-    if isinstance(value, list):
-        return 1 + max((_depth(item) for item in value), default=0)
-    return 0
+def check_json_value(value: object, max_depth: int) -> None:
+    """Refuse a JSON value nested deeper than max_depth, or holding text that cannot be
+    written as UTF-8 (a lone surrogate such as "\\ud800", which JSON allows).
+
+    Iterative: a recursive walk overflows Python's stack on a few hundred levels, well
+    within the body limit.
+    """
+    pending: list[tuple[object, int]] = [(value, 0)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict | list):
+            if depth + 1 > max_depth:
+                raise ValueError(f"metadata is nested deeper than {max_depth} levels")
+            children = [*item.keys(), *item.values()] if isinstance(item, dict) else item
+            pending.extend((child, depth + 1) for child in children)
+        elif isinstance(item, str):
+            try:
+                item.encode()
+            except UnicodeEncodeError:
+                raise ValueError(
+                    "metadata holds text that is not valid Unicode (a lone surrogate)"
+                ) from None
 
 
 class Status(str, Enum):
@@ -56,8 +71,7 @@ class EventIn(BaseModel):
     @field_validator("metadata")
     @classmethod
     def _limit_depth(cls, value: dict[str, Any]) -> dict[str, Any]:
-        if _depth(value) > MAX_METADATA_DEPTH:
-            raise ValueError(f"metadata is nested deeper than {MAX_METADATA_DEPTH} levels")
+        check_json_value(value, MAX_METADATA_DEPTH)
         return value
 
 

@@ -69,7 +69,10 @@ class RedisServer:
 
     def start(self, port: int | None = None) -> RedisServer:
         """Start on `port` (or a free one) and wait until it answers PING."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise RedisServerError(f"{self.name} cannot use {self.directory}: {error}") from None
         self.port = port or free_port()
         command = [
             redis_server_binary(),
@@ -117,6 +120,15 @@ class RedisServer:
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait()
+        self._process = None
+
+    def kill(self) -> None:
+        """SIGKILL the server, as a crash would: what it acknowledged is in the kernel's
+        buffers, what it had not written yet is lost."""
+        if self._process is None:
+            return
+        self._process.kill()
+        self._process.wait()
         self._process = None
 
     def __enter__(self) -> RedisServer:

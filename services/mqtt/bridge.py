@@ -28,8 +28,10 @@ from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import ValidationError
 
 from services.common import keys
+from services.common.backoff import compute_backoff
 from services.common.contracts import TRANSACTION_ID_PATTERN, EventIn, Recording, utcnow
-from services.common.ingest import EventRefusedError, Ingest
+from services.common.ingest import Accepted, EventRefusedError, Ingest
+from services.common.outages import is_outage
 from services.common.recordings import RecordingStore
 from services.common.settings import Settings
 
@@ -43,6 +45,10 @@ WATCH_SECONDS = 0.25
 
 class DeadLetterError(ValueError):
     """A message that can never become an event; it goes to the dead-letter topic."""
+
+
+class QueueBusyError(Exception):
+    """The event is good but the recorder asked to come back later (its queue is full)."""
 
 
 @dataclass(frozen=True)
@@ -175,46 +181,78 @@ class MqttIngest:
 
     def _process(self) -> None:
         # Ingest is asyncio code (the API's hot path); this thread gives it a loop of its own.
+        # It also says the ingest is alive: health comes from the loop that does the work.
         loop = asyncio.new_event_loop()
         try:
             while not self.stop.is_set():
+                self._say_alive()
                 try:
-                    message = self.inbox.get(timeout=0.5)
+                    message = self.inbox.get(timeout=WATCH_SECONDS)
                 except queue.Empty:
                     continue
-                if self._handle_until_done(message, loop):
+                if self.handle(message, loop):
                     self.client.ack(message.mid, message.qos)
             loop.run_until_complete(self.ingest.close())
         finally:
             loop.close()
 
-    def _handle_until_done(
-        self, message: mqtt.MQTTMessage, loop: asyncio.AbstractEventLoop
-    ) -> bool:
-        """Handle a message, waiting out store outages rather than losing or refusing it.
+    def _say_alive(self) -> None:
+        """Refresh the key `sco-recorder check mqtt` reads, while connected."""
+        if not self.connected.is_set():
+            return
+        try:
+            alive = keys.mqtt_alive(self.settings.mqtt_client_id)
+            self.state.set(alive, "1", ex=keys.MQTT_ALIVE_SECONDS)
+        except TRANSIENT as error:
+            log.debug("could not say the ingest is alive: %s", error)
 
-        False when stopped first: the message stays unacknowledged and comes back.
+    def handle(self, message: mqtt.MQTTMessage, loop: asyncio.AbstractEventLoop) -> bool:
+        """Handle a message, waiting out store outages and a full queue rather than losing or
+        refusing it; any other failure dead-letters it, so no message can stop the ingest.
+
+        Once its event is accepted, only the replies are retried: a retry never makes a
+        second recording. False when stopped first: the message stays unacknowledged.
         """
-        delay = 0.5
+        accepted: Accepted | None = None
+        attempt = 0
         while not self.stop.is_set():
             try:
-                loop.run_until_complete(self.handle(message))
-            except TRANSIENT as error:
-                log.warning("store unavailable (%s); retrying in %.1f s", error, delay)
+                if accepted is None:
+                    accepted = loop.run_until_complete(self.accept(message))
+                if accepted is not None:
+                    self.reply(accepted)
+            except Exception as error:
+                if not (isinstance(error, (*TRANSIENT, QueueBusyError)) or is_outage(error)):
+                    log.exception("dead-lettering a message that failed on %s", message.topic)
+                    reason = f"could not be handled: {type(error).__name__}: {error}"
+                    self.dead_letter(message, reason)
+                    return True
+                delay = compute_backoff(attempt, base=0.5, cap=MAX_RETRY_SECONDS)
+                log.warning("%s; retrying in %.1f s", error, delay)
                 self.stop.wait(delay)
-                delay = min(delay * 2, MAX_RETRY_SECONDS)
+                attempt += 1
             else:
                 return True
         return False
 
-    async def handle(self, message: mqtt.MQTTMessage) -> None:
-        """Accept one message's event and reply, or dead-letter it with the reason."""
+    async def accept(self, message: mqtt.MQTTMessage) -> Accepted | None:
+        """The message's event accepted; None if it was dead-lettered instead.
+
+        Raises QueueBusyError for a full queue: the event is good, only early.
+        """
         try:
             event, key = self.parse(message)
-            accepted = await self.ingest.accept(event, key)
-        except (DeadLetterError, EventRefusedError) as error:
+            return await self.ingest.accept(event, key)
+        except EventRefusedError as error:
+            if error.retry_after is not None:
+                raise QueueBusyError(error.reason) from error
             self.dead_letter(message, str(error))
-            return
+        except DeadLetterError as error:
+            self.dead_letter(message, str(error))
+        return None
+
+    def reply(self, accepted: Accepted) -> None:
+        """Publish the 202 body, and watch for the recording's final status."""
         answer = accepted.answer
         reply = self.topics.reply(accepted.camera_id, answer.recording_id)
         self.publish(reply, answer.model_dump(mode="json"))
@@ -231,6 +269,8 @@ class MqttIngest:
             body = json.loads(message.payload)
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
             raise DeadLetterError(f"payload is not JSON: {error}") from None
+        except RecursionError:
+            raise DeadLetterError("payload is nested too deeply to read") from None
         if not isinstance(body, dict):
             raise DeadLetterError("payload must be a JSON object")
         if body.setdefault("camera_id", camera_id) != camera_id:
@@ -259,12 +299,9 @@ class MqttIngest:
         self.client.publish(topic, json.dumps(body), qos=QOS)
 
     def _watch(self) -> None:
-        """Publish each MQTT recording's final status once it has one; say we are alive."""
+        """Publish each MQTT recording's final status once it has one."""
         while not self.stop.wait(WATCH_SECONDS):
             try:
-                if self.connected.is_set():
-                    alive = keys.mqtt_alive(self.settings.mqtt_client_id)
-                    self.state.set(alive, "1", ex=keys.MQTT_ALIVE_SECONDS)
                 self.report_final()
             except TRANSIENT as error:
                 log.debug("final-state watch paused: %s", error)

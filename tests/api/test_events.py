@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from services.common import keys
-from services.common.redisserver import free_port
+from services.common.redisserver import RedisServer, free_port
 from services.common.settings import Settings
 from tests.conftest import Servers, base_settings, wait_final
 
@@ -32,6 +32,10 @@ BAD_BODIES: list[tuple[str, bytes]] = [
     ("negative frames after", b'{"frames_after": -1}'),
     ("naive event time", b'{"event_time": "2026-01-01T10:00:00"}'),
     ("not a time", b'{"event_time": "yesterday"}'),
+    ("lone surrogate in metadata", b'{"metadata": {"note": "\\ud800"}}'),
+    ("lone surrogate as a key", b'{"metadata": {"\\udc00": 1}}'),
+    ("metadata nested 400 levels", b'{"metadata": ' + b'{"a": ' * 400 + b"1" + b"}" * 401),
+    ("metadata nested 5000 levels", b'{"metadata": ' + b"[" * 5000 + b"]" * 5000 + b"}"),
 ]
 
 
@@ -126,6 +130,35 @@ def test_a_store_that_is_down_gets_503_with_retry_after(
     assert answer.headers["Retry-After"]
     assert client.get("/readyz").status_code == 503
     assert client.get("/healthz").status_code == 200
+
+
+@pytest.mark.parametrize("command", [("CONFIG", "SET", "maxmemory", "1"), ("REPLICAOF",)])
+def test_a_store_that_is_full_or_read_only_gets_503_with_retry_after(
+    command: tuple[str, ...], tmp_path: Path, recordings_root: Path, api_factory: ApiFactory
+) -> None:
+    """OOM (maxmemory reached) and READONLY (a replica) replies mean "not now": 503, not 500."""
+    with RedisServer(tmp_path / "redis", name="full") as server:
+        settings = base_settings(Servers(server, server), recordings_root)
+        client = api_factory(settings)
+        store = redis.Redis.from_url(server.url)
+        if command == ("REPLICAOF",):
+            command = ("REPLICAOF", "127.0.0.1", str(free_port()))  # a master that never answers
+        store.execute_command(*command)  # type: ignore[no-untyped-call]  # redis-py leaves it bare
+        answer = client.post("/v1/events", json={})
+        store.close()
+    assert answer.status_code == 503, answer.text
+    assert answer.headers["Retry-After"]
+
+
+def test_a_before_without_a_time_zone_is_refused(
+    settings: Settings, api_factory: ApiFactory
+) -> None:
+    """`before` must say its offset: a naive time is ambiguous, 422 rather than 500."""
+    client = api_factory(settings)
+    answer = client.get("/v1/recordings", params={"before": "2026-11-27T10:00:00"})
+    assert answer.status_code == 422, answer.text
+    aware = client.get("/v1/recordings", params={"before": "2026-11-27T10:00:00+01:00"})
+    assert aware.status_code == 200
 
 
 @pytest.mark.usefixtures("session_worker")

@@ -122,3 +122,69 @@ def test_a_missing_file_stops_the_capture_with_a_failed_heartbeat(
     assert status is not None
     assert status.state == "failed"
     assert "gone.avi" in str(status.last_error)
+
+
+class ShortLivedSource:
+    """A live source that delivers `frames` frames, then fails."""
+
+    fps = 25.0
+
+    def __init__(self, frames: int) -> None:
+        self.left = frames
+
+    def read(self) -> tuple[Pixels, int] | None:
+        """The next small frame, until the source dies."""
+        if self.left == 0:
+            return None
+        self.left -= 1
+        return np.zeros((8, 8, 3), np.uint8), self.left
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class SteppingClock:
+    """A clock that moves on a fixed step every time it is read."""
+
+    def __init__(self, step: float) -> None:
+        self.now = 1_800_000_000.0
+        self.step = step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+@pytest.mark.parametrize(
+    ("frames_per_session", "delays"),
+    [(400, [0.5, 0.5, 0.5]), (1, [0.5, 1.0, 2.0])],
+    ids=["healthy sessions start over", "failing sessions back off"],
+)
+def test_the_reconnect_backoff_starts_over_after_a_healthy_session(
+    servers: Servers,
+    client: redis.Redis,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    frames_per_session: int,
+    delays: list[float],
+) -> None:
+    """After a session of many seconds the next outage waits 0.5 s, not the last delay doubled."""
+    settings = base_settings(servers, tmp_path)
+    capture = Capture(
+        settings, spec=SourceSpec("network", "rtsp://camera/stream"),
+        buffer=FrameBuffer(client, settings.camera_id), registry=CameraRegistry(client),
+        opener=lambda spec: ShortLivedSource(frames_per_session), clock=SteppingClock(0.05),
+    )  # fmt: skip
+    stop = threading.Event()
+    thread = threading.Thread(target=capture.run, args=(stop,))
+    with caplog.at_level("WARNING", logger="services.capture.service"):
+        thread.start()
+        deadline = time.monotonic() + 20
+        while caplog.text.count("reconnecting in") < len(delays):
+            assert time.monotonic() < deadline, caplog.text
+            time.sleep(0.01)
+        stop.set()
+        thread.join(timeout=10)
+    waited = [float(line.split("reconnecting in ")[1].split(" s")[0])
+              for line in caplog.messages if "reconnecting in" in line]  # fmt: skip
+    assert waited[: len(delays)] == delays

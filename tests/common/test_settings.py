@@ -49,3 +49,28 @@ def test_an_empty_secret_means_none(monkeypatch: pytest.MonkeyPatch) -> None:
     """SCO_API_KEY="" (as compose passes an unset variable) turns the key off, not to ""."""
     monkeypatch.setenv("SCO_API_KEY", "")
     assert load_settings().api_key is None
+
+
+def test_a_pin_shorter_than_a_late_job_plus_a_takeover_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SCO_PIN_SECONDS under max_delay + time limit + takeover names every setting involved."""
+    monkeypatch.setenv("SCO_PIN_SECONDS", "60")
+    with pytest.raises(SettingsError) as refused:
+        load_settings()
+    for named in ("SCO_PIN_SECONDS", "SCO_MAX_DELAY", "SCO_TASK_TIME_LIMIT",
+                  "SCO_WORKER_LOST_AFTER"):  # fmt: skip
+        assert named in str(refused.value)
+
+
+def test_the_default_pin_outlives_a_late_start_a_full_run_and_a_takeover() -> None:
+    """By default a pin lasts max_delay + time limit + the time to notice a dead worker."""
+    settings = load_settings(max_delay=30, task_time_limit=300, worker_lost_after=5)
+    assert settings.pin_ttl == 30 + 300 + 5 + settings.worker_heartbeat
+    assert load_settings(pin_seconds=900).pin_ttl == 900
+
+
+def test_a_worker_presumed_dead_before_it_could_beat_is_refused() -> None:
+    """SCO_WORKER_LOST_AFTER under three heartbeats would take jobs from live workers."""
+    with pytest.raises(SettingsError, match=r"SCO_WORKER_LOST_AFTER.*SCO_WORKER_HEARTBEAT"):
+        load_settings(worker_heartbeat=2, worker_lost_after=5)

@@ -6,6 +6,7 @@ import json
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -15,11 +16,19 @@ from pathlib import Path
 import httpx
 import paho.mqtt.client as mqtt
 import pytest
+import redis
 from paho.mqtt.enums import CallbackAPIVersion
 
 from services.common.redisserver import free_port
 from services.common.settings import Settings
-from tests.conftest import Service, StreamObserver, wait_final
+from tests.conftest import (
+    Servers,
+    Service,
+    StreamObserver,
+    service_env,
+    start_worker,
+    wait_final,
+)
 from tests.frames import assert_right_frames, load_manifest
 
 pytestmark = pytest.mark.usefixtures("session_worker")
@@ -287,3 +296,66 @@ def test_events_published_while_the_service_is_down_are_recorded_when_it_returns
     assert len({reply["recording_id"] for reply in queued}) == 5
     for reply in queued:
         assert wait_final(client, str(reply["recording_id"]))["status"] in {"failed", "complete"}
+
+
+def test_poisonous_messages_are_dead_lettered_and_the_ingest_lives_on(
+    settings: Settings, broker: Broker, peer: Peer, tmp_path: Path
+) -> None:
+    """Deep nesting (a recursion bomb of 2 KB) and lone surrogates are dead letters, not a
+    dead ingest thread: the next good event is still recorded and the ingest stays healthy."""
+    settings = mqtt_settings(settings, broker)
+    ingest = start_ingest(settings, tmp_path / "mqtt.log")
+    poison = [
+        b'{"metadata": ' + b'{"a": ' * 340 + b"1" + b"}" * 341,
+        b'{"metadata": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+        b'{"metadata": {"note": "\\ud800"}}',
+    ]
+    try:
+        for payload in poison:
+            peer.publish(settings.camera_id, payload)
+        letters = peer.wait_for("sco/deadletter", len(poison))
+        reasons = " / ".join(str(letter["reason"]) for letter in letters)
+        assert "nested deeper than 16 levels" in reasons
+        assert "nested too deeply" in reasons
+        assert "lone surrogate" in reasons
+        peer.publish(settings.camera_id, json.dumps({"transaction_id": "T-after-poison"}))
+        assert peer.wait_for("/recordings/", 1)[0]["status"] == "queued"
+        healthy = subprocess.run(
+            [sys.executable, "-m", "services.cli", "check", "mqtt"],
+            env=service_env(settings), capture_output=True, text=True, check=False,
+        )  # fmt: skip
+        assert healthy.returncode == 0, healthy.stderr
+    finally:
+        ingest.stop()
+    assert "Traceback" not in ingest.log()
+
+
+def test_a_full_queue_is_waited_out_not_dead_lettered(
+    settings: Settings, servers: Servers, broker: Broker, peer: Peer, tmp_path: Path
+) -> None:
+    """503 "queue full" means later, not never: the event waits and is recorded once a
+    worker drains the queue; nothing goes to the dead-letter topic."""
+    undrained = servers.broker.url.rsplit("/", 1)[0] + "/5"  # no worker consumes here yet
+    redis.Redis.from_url(undrained).flushdb()
+    settings = mqtt_settings(settings, broker).model_copy(
+        update={"broker_url": undrained, "max_queued": 1}
+    )
+    ingest = start_ingest(settings, tmp_path / "mqtt.log")
+    try:
+        for number in range(2):
+            peer.publish(settings.camera_id, json.dumps({"transaction_id": f"T-full-{number}"}))
+        peer.wait_for("/recordings/", 1)
+        wait_for_log = time.monotonic() + TIMEOUT
+        while "too many queued recordings" not in ingest.log():
+            assert time.monotonic() < wait_for_log, ingest.log()
+            time.sleep(0.05)
+        worker = start_worker(settings, tmp_path / "worker.log")
+        try:
+            replies = peer.wait_for("/recordings/", 4)  # two queued, two final
+        finally:
+            worker.stop()
+    finally:
+        ingest.stop()
+    assert peer.on("sco/deadletter") == []
+    assert len({reply["recording_id"] for reply in replies}) == 2
+    assert {reply["status"] for reply in replies} >= {"queued"}

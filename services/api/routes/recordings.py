@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query
+from pydantic import AwareDatetime
 
 from services.api.deps import ContextDep
 from services.common.contracts import RECORDING_ID_PATTERN, Recording
@@ -30,7 +30,9 @@ def list_recordings(
     context: ContextDep,
     camera_id: Annotated[str | None, Query(pattern=CAMERA_ID_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    before: Annotated[datetime | None, Query(description="Received before (RFC 3339).")] = None,
+    before: Annotated[
+        AwareDatetime | None, Query(description="Received before (RFC 3339, with its offset).")
+    ] = None,
 ) -> list[Recording]:
     """Recordings newest first; page with `before` = the last one's received_at."""
     return context.store.newest(camera_id, limit, before)

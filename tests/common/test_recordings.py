@@ -1,0 +1,125 @@
+"""Recording state on a real Redis: deliveries, the delivery limit, requeues and the sweep."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+
+import pytest
+import redis
+from redis import asyncio as aioredis
+
+from services.common import keys
+from services.common.contracts import Recording, Status, utcnow
+from services.common.recordings import RecordingIntake, RecordingStore
+from tests.conftest import Servers
+
+
+@pytest.fixture
+def store(servers: Servers) -> Iterator[RecordingStore]:
+    """A store on the session's state server."""
+    client = redis.Redis.from_url(servers.broker.url)
+    yield RecordingStore(client)
+    client.close()
+
+
+def create(servers: Servers, deadline: datetime) -> str:
+    """A queued recording, as the API creates it, with the given deadline."""
+    now = utcnow()
+    recording = Recording(
+        recording_id=uuid.uuid4().hex, camera_id="lane-1", status=Status.QUEUED,
+        frames_requested=10, event_time=now, received_at=now, updated_at=now, deadline=deadline,
+    )  # fmt: skip
+
+    async def run() -> None:
+        state = aioredis.Redis.from_url(servers.broker.url)
+        try:
+            await RecordingIntake(state).create(recording, None, 60)
+        finally:
+            await state.aclose()
+
+    asyncio.run(run())
+    return recording.recording_id
+
+
+def test_each_start_counts_a_delivery_and_pushes_the_deadline_out(
+    servers: Servers, store: RecordingStore
+) -> None:
+    """A start marks the recording running, counts it, and never pulls its deadline in."""
+    soon, later = utcnow() + timedelta(seconds=10), utcnow() + timedelta(seconds=100)
+    recording_id = create(servers, soon)
+    begun = store.start(recording_id, retries=0, max_deliveries=3, deadline=later)
+    assert (begun.status, begun.deliveries) == (Status.RUNNING, 1)
+    again = store.start(recording_id, retries=0, max_deliveries=3, deadline=soon)
+    recording = store.get(recording_id)
+    assert recording is not None
+    assert (again.deliveries, recording.deliveries) == (2, 2)
+    assert recording.deadline is not None
+    assert abs((recording.deadline - later).total_seconds()) < 0.01
+
+
+def test_a_job_lost_more_than_k_times_fails_but_retries_do_not_count(
+    servers: Servers, store: RecordingStore
+) -> None:
+    """Deliveries beyond retries are lost runs; past max_deliveries the recording fails."""
+    recording_id = create(servers, utcnow() + timedelta(seconds=60))
+    deadline = utcnow() + timedelta(seconds=60)
+    for retries in range(3):  # three deliveries, each a deliberate retry: none lost
+        assert store.start(recording_id, retries=retries, max_deliveries=1, deadline=deadline)
+    begun = store.start(recording_id, retries=2, max_deliveries=1, deadline=deadline)
+    assert begun.status is Status.FAILED
+    recording = store.get(recording_id)
+    assert recording is not None
+    assert recording.status is Status.FAILED
+    assert "died on each of its 1 runs" in str(recording.reason)
+
+
+def test_a_start_leaves_a_final_recording_alone(servers: Servers, store: RecordingStore) -> None:
+    """A job delivered after its recording was settled does not reopen it."""
+    recording_id = create(servers, utcnow() + timedelta(seconds=60))
+    store.update(recording_id, Status.COMPLETE, frames_saved=10)
+    begun = store.start(recording_id, retries=0, max_deliveries=3, deadline=utcnow())
+    assert begun.status is Status.COMPLETE
+    assert store.get(recording_id).deliveries is None  # type: ignore[union-attr]
+
+
+def test_the_sweep_fails_open_recordings_past_their_deadline_only(
+    servers: Servers, store: RecordingStore
+) -> None:
+    """Queued and running recordings past their deadline fail with why; others are untouched."""
+    now = utcnow()
+    queued = create(servers, now - timedelta(seconds=1))
+    running = create(servers, now - timedelta(seconds=1))
+    store.start(running, retries=0, max_deliveries=3, deadline=now - timedelta(seconds=1))
+    done = create(servers, now - timedelta(seconds=1))
+    store.update(done, Status.COMPLETE, frames_saved=10)
+    waiting = create(servers, now + timedelta(seconds=60))
+    settled = store.settle_overdue(now)
+    assert set(settled) == {queued, running}
+    reasons = {rid: store.get(rid).reason for rid in (queued, running)}  # type: ignore[union-attr]
+    assert "no worker started its job" in str(reasons[queued])
+    assert "did not finish by its deadline" in str(reasons[running])
+    assert store.get(done).status is Status.COMPLETE  # type: ignore[union-attr]
+    assert store.get(waiting).status is Status.QUEUED  # type: ignore[union-attr]
+    client = redis.Redis.from_url(servers.broker.url)
+    assert client.zscore(keys.RECORDINGS_OPEN, waiting) is not None
+    assert client.zscore(keys.RECORDINGS_OPEN, done) is None
+    client.close()
+
+
+def test_a_requeued_job_shows_queued_with_the_reason(
+    servers: Servers, store: RecordingStore
+) -> None:
+    """A job taken back from a dead worker reads queued, with why, and a later deadline."""
+    recording_id = create(servers, utcnow() + timedelta(seconds=1))
+    store.start(recording_id, retries=0, max_deliveries=3, deadline=utcnow())
+    assert store.requeued(
+        recording_id, "its worker stopped answering", utcnow() + timedelta(seconds=60)
+    )
+    recording = store.get(recording_id)
+    assert recording is not None
+    assert (recording.status, recording.reason) == (Status.QUEUED, "its worker stopped answering")
+    store.update(recording_id, Status.COMPLETE)
+    assert not store.requeued(recording_id, "late", utcnow())
