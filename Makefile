@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 SOURCE ?= sample
 OUTPUT ?= recordings
 
-.PHONY: install run test test-docker lint bench clean
+.PHONY: install run test test-docker lint bench chaos clean
 
 $(BIN)/.installed: pyproject.toml requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,9 @@ bench: install  ## Every benchmark of docs/benchmarks.md (needs wrk: apt-get ins
 	$(BIN)/python -m bench.throughput
 	$(BIN)/python -m bench.api_load
 	$(BIN)/python -m bench.naive
+
+chaos: install  ## Kill processes at random under steady traffic for 5 min; every goal checked (docs/reliability.md).
+	$(BIN)/python -m bench.chaos --mqtt
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

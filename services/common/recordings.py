@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import cast
 
 import redis
 from redis import asyncio as aioredis
 
 from services.common import keys
-from services.common.contracts import Recording, Status, utcnow
+from services.common.contracts import Manifest, Recording, Status, utcnow
 
 log = logging.getLogger(__name__)
+
+# Finds a recording's written folder: its manifest and path, or None if none was written.
+WrittenLookup = Callable[[Recording], "tuple[Manifest, Path] | None"]
 
 # Claims the idempotency key (if any), creates the recording and queues its job in one step:
 # two copies of one event racing each other still make one recording, and a job is never
@@ -236,11 +241,14 @@ class RecordingStore:
             )
         )
 
-    def settle_overdue(self, now: datetime, limit: int = 100) -> list[str]:
-        """Fail the recordings still queued or running past their deadline, with the reason.
+    def settle_overdue(
+        self, now: datetime, written: WrittenLookup | None = None, limit: int = 100
+    ) -> list[str]:
+        """Settle the recordings still queued or running past their deadline.
 
         Nothing can still be working on such a recording: its job was lost with a worker that
-        no takeover reached, or its failure could not be written when it happened.
+        no takeover reached, or its outcome could not be stored when it happened. One whose
+        folder was written takes the status its metadata.json gives; the others fail, why.
         """
         now_ms = _ms(now)
         due = cast(
@@ -250,6 +258,9 @@ class RecordingStore:
         settled = []
         for raw in due:
             recording_id = raw.decode()
+            if written is not None and self._settle_from_folder(recording_id, written):
+                settled.append(recording_id)
+                continue
             running, queued = _overdue_reasons(now)
             was = self._settle(
                 keys=[keys.recording(recording_id), keys.RECORDINGS_OPEN],
@@ -260,6 +271,24 @@ class RecordingStore:
                             was.decode())  # fmt: skip
                 settled.append(recording_id)
         return settled
+
+    def _settle_from_folder(self, recording_id: str, written: WrittenLookup) -> bool:
+        """Take the outcome from the recording's folder, if a worker wrote one."""
+        recording = self.get(recording_id)
+        found = written(recording) if recording is not None else None
+        if found is None:
+            return False
+        manifest, path = found
+        log.warning("recording %s was written but its status was not stored; now %s",
+                    recording_id, manifest.status.value)  # fmt: skip
+        self.update(
+            recording_id,
+            manifest.status,
+            reason=manifest.reason,
+            frames_saved=manifest.frames_saved,
+            path=str(path),
+        )
+        return True
 
     def newest(
         self, camera_id: str | None, limit: int, before: datetime | None = None

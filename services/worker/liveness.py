@@ -29,7 +29,7 @@ from kombu.utils import json as kombu_json
 
 from services.common import keys
 from services.common.contracts import utcnow
-from services.common.recordings import RecordingStore
+from services.common.recordings import RecordingStore, WrittenLookup
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,7 @@ class Takeover:
     store: RecordingStore
     lost_after: float
     run_seconds: float
+    written: WrittenLookup | None = None
     clock: Callable[[], float] = field(default=time.time)
 
     def record(self, worker: str, tags: Iterable[str]) -> None:
@@ -71,7 +72,7 @@ class Takeover:
             return []
         try:
             requeued = [job for tag in self.orphans() if (job := self.requeue(tag))]
-            self.store.settle_overdue(utcnow())
+            self.store.settle_overdue(utcnow(), self.written)
             return requeued
         finally:
             if self.client.get(keys.TAKEOVER_LOCK) == worker.encode():
@@ -100,12 +101,10 @@ class Takeover:
         """Delivered messages that no live worker holds, delivered long enough ago that their
         worker would have listed them by now."""
         delivered_before = self.clock() - self.lost_after
+        live = self.live_tags()
         candidates = cast(
             "list[bytes]", self.client.zrangebyscore(keys.UNACKED_INDEX, "-inf", delivered_before)
         )
-        if not candidates:
-            return []
-        live = self.live_tags()
         return [tag for raw in candidates if (tag := raw.decode()) not in live]
 
     def requeue(self, tag: str) -> str | None:

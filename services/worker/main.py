@@ -52,7 +52,11 @@ def build_app(settings: Settings) -> Celery:
         socket_connect_timeout=settings.worker_heartbeat * 2,
     )  # fmt: skip
     takeover = Takeover(
-        takeover_client, RecordingStore(takeover_client), settings.worker_lost_after, run_seconds
+        takeover_client,
+        RecordingStore(takeover_client),
+        settings.worker_lost_after,
+        run_seconds,
+        written=recorder.storage.find,
     )
     install(app, takeover, settings.worker_heartbeat)
     return app

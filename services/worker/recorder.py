@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import time
 from collections import deque
@@ -11,7 +12,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import TypeVar
 
+from services.common.backoff import compute_backoff
 from services.common.contracts import (
     FrameRecord,
     Manifest,
@@ -22,6 +25,7 @@ from services.common.contracts import (
 )
 from services.common.framebuffer import FrameBuffer, Window
 from services.common.framecodec import Frame
+from services.common.outages import TRANSIENT
 from services.common.recordings import RecordingStore
 from services.worker.encoder import Encoder
 from services.worker.metrics import WorkerMetrics
@@ -31,6 +35,8 @@ log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.005
 WRITES_IN_FLIGHT = 3
+STATE_ATTEMPTS = 7  # waits 0.5 + 1 + 2 + 4 + 8 + 8 s between them: about 24 s of outage
+T = TypeVar("T")
 
 
 class SupersededError(Exception):
@@ -79,11 +85,14 @@ class Recorder:
             log.info("recording %s was already written", job.recording_id)
             outcome = Outcome(existing.status, existing.reason, existing.frames_saved, final)
         else:
-            begun = self.store.start(
-                job.recording_id,
-                retries=retries,
-                max_deliveries=self.max_deliveries,
-                deadline=from_us(round(self.clock() * 1e6)) + timedelta(seconds=self.run_seconds),
+            deadline = from_us(round(self.clock() * 1e6)) + timedelta(seconds=self.run_seconds)
+            begun = self._outlasting_outages(
+                lambda: self.store.start(
+                    job.recording_id,
+                    retries=retries,
+                    max_deliveries=self.max_deliveries,
+                    deadline=deadline,
+                )
             )
             if begun.status is not None and begun.status.is_final:
                 # Settled already: by its deadline, or its worker died on it too often.
@@ -94,12 +103,14 @@ class Recorder:
             pin_held = buffer.holds(job.pin_member)
             self._wait_for_frames(buffer, job)
             outcome = self._write(buffer, job, final, pin_held)
-        self.store.update(
-            job.recording_id,
-            outcome.status,
-            reason=outcome.reason,
-            frames_saved=outcome.frames_saved,
-            path=str(outcome.path),
+        self._outlasting_outages(
+            lambda: self.store.update(
+                job.recording_id,
+                outcome.status,
+                reason=outcome.reason,
+                frames_saved=outcome.frames_saved,
+                path=str(outcome.path),
+            )
         )
         buffer.release(job.pin_member)
         finished = self.clock()
@@ -107,6 +118,23 @@ class Recorder:
         self.metrics.job_seconds.observe(finished - started)
         self.metrics.event_to_final_seconds.observe(finished - job.received_at.timestamp())
         return outcome
+
+    def _outlasting_outages(self, call: Callable[[], T]) -> T:
+        """A state-store call, tried again through an outage of up to about half a minute.
+
+        The state store is also the broker: while it is down a retry cannot even be queued,
+        and a recording already written must not be recorded again just to store its status.
+        """
+        for attempt in itertools.count():
+            try:
+                return call()
+            except TRANSIENT:
+                if attempt >= STATE_ATTEMPTS - 1:
+                    raise
+                delay = compute_backoff(attempt, base=0.5, cap=8.0)
+                log.warning("state store unavailable; trying again in %.1f s", delay)
+                self.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def abandon(self, job: RecordingJob) -> None:
         """Release a failed job's pin now rather than when it expires."""
@@ -232,9 +260,15 @@ def judge(
 ) -> tuple[Status, str | None]:
     """Complete when every frame asked for was saved; otherwise partial or failed, and why."""
     requested = job.frames_before + job.frames_after
-    if len(frames) == requested:
+    dropped = _dropped_within(frames)
+    if len(frames) == requested and not dropped:
         return Status.COMPLETE, None
     reasons = []
+    if dropped:
+        reasons.append(
+            f"{dropped} frames the capture read within the window could not be stored (the "
+            "frame store was unavailable): the window reaches that much further back"
+        )
     if len(window.before) < job.frames_before:
         reasons.append(_why_short(job, len(window.before), now, pin_held))
     if len(window.after) < job.frames_after:
@@ -248,13 +282,27 @@ def judge(
     return status, reason
 
 
+def _dropped_within(frames: list[FrameRecord]) -> int:
+    """Frames the capture counted between two saved ones but never got into the stream.
+
+    A capture that restarts counts from zero again: a step down is a new capture, not a gap.
+    """
+    return sum(
+        later.sequence - earlier.sequence - 1
+        for earlier, later in itertools.pairwise(frames)
+        if later.sequence > earlier.sequence + 1
+    )
+
+
 def _why_short(job: RecordingJob, found: int, now: float, pin_held: bool) -> str:
     if not pin_held and now * 1000 <= job.pin_deadline_ms:
         return (
             f"the frame store lost the pinned frames (restarted or flushed): {found} of "
             f"{job.frames_before} frames were still buffered"
         )
-    if job.pinned_count < job.frames_before and found <= job.pinned_count:
+    # Fewer than N frames at or before the moment at receipt (a frame still on its way into
+    # Redis may have been found since, so `found` can exceed the count pinned).
+    if job.pinned_count < job.frames_before:
         if job.buffered_at_pin >= job.frames_before:
             return (
                 f"the event is older than the buffer: only {found} of {job.frames_before} "

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
-from services.common.contracts import RECORDING_ID_PATTERN, Manifest
+from services.common.contracts import RECORDING_ID_PATTERN, Manifest, Recording
 from services.common.settings import CAMERA_ID_PATTERN
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,14 @@ class Storage:
         if not _RECORDING.match(recording_id):
             raise StorageError(f"unsafe recording ID {recording_id!r}")
         return self.root / camera_id / day.isoformat() / recording_id
+
+    def find(self, recording: Recording) -> tuple[Manifest, Path] | None:
+        """A recording's committed folder and its manifest, if one was written."""
+        path = self.path_of(
+            recording.camera_id, recording.event_time.date(), recording.recording_id
+        )
+        manifest = self.read_manifest(path)
+        return None if manifest is None else (manifest, path)
 
     def read_manifest(self, path: Path) -> Manifest | None:
         """The manifest of a committed recording, or None if there is none."""

@@ -5,24 +5,24 @@ from __future__ import annotations
 import logging
 from typing import Any, NoReturn
 
-import redis
 from celery import Celery, Task
+from celery.exceptions import Reject
 from pydantic import ValidationError
 
 from services.common import keys
 from services.common.backoff import compute_backoff
 from services.common.contracts import RecordingJob, Status
+from services.common.outages import TRANSIENT
 from services.common.recordings import RecordingStore
 from services.worker.recorder import Recorder, SupersededError
 from services.worker.storage import StorageFullError
 
 log = logging.getLogger(__name__)
 
-# Transient: the store went away for a moment. Anything else is a bug or bad data, and
-# retrying would only delay the final state.
-TRANSIENT = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
-# Each kind of retry has its own budget, counted in the retried message itself (a store that
-# is down cannot count for us): a full disk must not use up the retries of an outage.
+# A store outage is worth retrying; anything else is a bug or bad data, and retrying would
+# only delay the final state. Each kind of retry has its own budget, counted in the retried
+# message itself (a store that is down cannot count for us): a full disk must not use up the
+# retries of an outage.
 MAX_RETRIES = 8  # backoff 1, 2, 4, ... 30 s: about two and a half minutes of outage
 STORAGE_FULL_RETRIES = 5  # 1 + 2 + 4 + 8 + 16 s: time to free space before the pin expires
 RETRY_LIMITS = {"transient_retries": MAX_RETRIES, "storage_retries": STORAGE_FULL_RETRIES}
@@ -85,7 +85,13 @@ def retry(
     log.warning("recording %s: %s; retrying", task.request.id, error)
     countdown = compute_backoff(counts[kind], jitter=kind == "transient_retries")
     kwargs = {**counts, kind: counts[kind] + 1}
-    raise task.retry(args=(payload,), kwargs=kwargs, exc=error, countdown=countdown) from error
+    try:
+        raise task.retry(args=(payload,), kwargs=kwargs, exc=error, countdown=countdown)
+    except Reject as unsent:
+        # The retry could not be queued (the broker is the store that is down). Celery would
+        # drop the message; leave it to come back instead: requeued if the broker answers,
+        # else still unacknowledged, which the takeover hands out again once it is back.
+        raise Reject(unsent.args[0] if unsent.args else error, requeue=True) from error
 
 
 def settle_failed(

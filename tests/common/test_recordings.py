@@ -6,13 +6,14 @@ import asyncio
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 import redis
 from redis import asyncio as aioredis
 
 from services.common import keys
-from services.common.contracts import Recording, Status, utcnow
+from services.common.contracts import Manifest, Recording, Status, utcnow
 from services.common.recordings import RecordingIntake, RecordingStore
 from tests.conftest import Servers
 
@@ -123,3 +124,28 @@ def test_a_requeued_job_shows_queued_with_the_reason(
     assert (recording.status, recording.reason) == (Status.QUEUED, "its worker stopped answering")
     store.update(recording_id, Status.COMPLETE)
     assert not store.requeued(recording_id, "late", utcnow())
+
+
+def test_the_sweep_takes_a_written_recordings_status_from_its_folder(
+    servers: Servers, store: RecordingStore, tmp_path: Path
+) -> None:
+    """A recording written whose status could not be stored becomes what its folder says."""
+    now = utcnow()
+    recording_id = create(servers, now - timedelta(seconds=1))
+    manifest = Manifest(
+        recording_id=recording_id, camera_id="lane-1", transaction_id=None, event_time=now,
+        event_time_source="received", event_time_sent=None, received_at=now, written_at=now,
+        status=Status.COMPLETE, reason=None, frames_requested=10, frames_saved=10,
+        frames_before=10, frames_after=0, encoder="fpng", frames=[], metadata={},
+    )  # fmt: skip
+    folder = tmp_path / recording_id
+
+    def written(recording: Recording) -> tuple[Manifest, Path] | None:
+        return (manifest, folder) if recording.recording_id == recording_id else None
+
+    assert store.settle_overdue(now, written) == [recording_id]
+    settled = store.get(recording_id)
+    assert settled is not None
+    assert (settled.status, settled.frames_saved, settled.path) == (
+        Status.COMPLETE, 10, str(folder),
+    )  # fmt: skip

@@ -195,6 +195,25 @@ def test_a_source_that_just_started_gives_a_partial_recording(
     assert saved_indexes(outcome.path) == [0, 1, 2]
 
 
+def test_frames_the_capture_could_not_store_make_the_recording_partial(lane: Lane) -> None:
+    """Two frames of the window were read but never stored (frame store down): partial, why."""
+    buffer, store, root, _ = lane
+    for k in range(8):
+        sequence = k if k < 4 else k + 2  # frames 4 and 5 of the capture were dropped
+        captured = START_US + sequence * PERIOD_US
+        buffer.append(
+            draw_index(k, 320, 240), source_index=k, sequence=sequence, captured_us=captured,
+            keep=10, hard_cap=1000, now_ms=captured // 1000,
+        )  # fmt: skip
+    moment = START_US + 9 * PERIOD_US
+    job = accept(lane, moment, before=5)
+    capture(buffer, 10, 10)
+    outcome = recorder_for(buffer, store, root, FakeClock(moment + PERIOD_US)).record(job)
+    assert outcome.status is Status.PARTIAL
+    assert outcome.frames_saved == 5
+    assert "2 frames the capture read within the window could not be stored" in str(outcome.reason)
+
+
 def test_an_expired_pin_is_reported_and_no_newer_frame_is_saved(
     lane: Lane,
 ) -> None:
