@@ -255,6 +255,7 @@ class Chaos:
         publisher = self._publisher()
         started = time.monotonic()
         self.started = time.time()
+        posting: list[threading.Thread] = []
         with httpx.Client(base_url=self.url, timeout=3.0) as client:
             for number in range(10**9):
                 due = started + number / self.args.rate
@@ -269,7 +270,10 @@ class Chaos:
                     sent.code = "published"
                     threading.Thread(target=info.wait_for_publish, args=(30,), daemon=True).start()
                 else:
-                    threading.Thread(target=self._post, args=(client, sent), daemon=True).start()
+                    posting.append(threading.Thread(target=self._post, args=(client, sent)))
+                    posting[-1].start()
+            for thread in posting:
+                thread.join()
         if publisher is not None:
             publisher.loop_stop()
             publisher.disconnect()
@@ -513,6 +517,8 @@ def tables(
         f"event to final p50 {percentile(seconds, 50):.2f} s, p99 {percentile(seconds, 99):.2f} s,"
         f" max {max(seconds.values(), default=0):.2f} s",
         f"outcomes: {dict(Counter(outcome.values()))}",
+        f"jobs run more than once (taken over from a dead worker, or requeued): "
+        f"{sum((recordings[rid].deliveries or 0) > 1 for rid in accepted)}",
         f"faults: {dict(Counter(fault.kind for fault in chaos.faults))}; "
         f"stray files: {sum(failure.startswith('stray') for failure in failures)}",
         f"fault timeline (killed-restarted, from the first event): {timeline}",
