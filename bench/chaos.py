@@ -42,11 +42,11 @@ import paho.mqtt.client as mqtt
 import redis
 from paho.mqtt.enums import CallbackAPIVersion
 
-from services.common import keys
-from services.common.contracts import Manifest, Recording
-from services.common.recordings import RecordingStore
-from services.common.redisserver import RedisServer, free_port
-from services.common.settings import Settings, settings_env
+from services.kernel import keys
+from services.kernel.contracts import Manifest, Recording
+from services.kernel.settings import Settings, settings_env
+from services.runtime.redisserver import RedisServer, free_port
+from services.stores.recordings import RecordingStore
 from tests.videos import read_index, write_video
 
 FPS = 25.0

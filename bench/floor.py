@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from services.common.contracts import to_us
-from services.common.framebuffer import FrameBuffer
+from services.kernel.contracts import to_us
+from services.stores.framebuffer import FrameBuffer
 from services.worker.encoder import Encoder
 from services.worker.storage import Storage
 

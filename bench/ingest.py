@@ -24,11 +24,11 @@ import redis
 from bench.sources import real_frames
 from services.capture.service import Capture
 from services.capture.source import SourceSpec
-from services.common.cameras import CameraRegistry
-from services.common.framebuffer import FrameBuffer
-from services.common.framecodec import Pixels
-from services.common.redisserver import RedisServer
-from services.common.settings import Settings
+from services.kernel.framecodec import Pixels
+from services.kernel.settings import Settings
+from services.runtime.redisserver import RedisServer
+from services.stores.cameras import CameraRegistry
+from services.stores.framebuffer import FrameBuffer
 
 N = 30
 WARMUP = 40

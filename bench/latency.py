@@ -24,8 +24,8 @@ import redis
 from bench.floor import FRAMES, record_newest
 from bench.sources import write_real_video
 from bench.stack import heartbeat, running, wait_for_api, wait_for_frames
-from services.common.framebuffer import FrameBuffer
-from services.common.settings import Settings
+from services.kernel.settings import Settings
+from services.stores.framebuffer import FrameBuffer
 from services.worker.encoder import make_encoder
 from services.worker.storage import Storage
 

@@ -26,8 +26,8 @@ import cv2
 
 from bench.latency import run_resolution
 from bench.sources import write_real_video
-from services.common.framecodec import Pixels
-from services.common.settings import Settings
+from services.kernel.framecodec import Pixels
+from services.kernel.settings import Settings
 
 FRAMES = 30
 PERIOD = 1 / 30

@@ -8,7 +8,7 @@ from typing import cast
 import cv2
 
 from services.capture.source import sample_video
-from services.common.framecodec import Pixels
+from services.kernel.framecodec import Pixels
 
 
 def real_frames(width: int, height: int, count: int) -> list[Pixels]:

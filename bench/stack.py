@@ -13,10 +13,10 @@ from pathlib import Path
 import httpx
 import redis
 
-from services.common.cameras import CameraRegistry
-from services.common.contracts import CameraStatus
-from services.common.redisserver import RedisServer, free_port
-from services.common.settings import Settings, settings_env
+from services.kernel.contracts import CameraStatus
+from services.kernel.settings import Settings, settings_env
+from services.runtime.redisserver import RedisServer, free_port
+from services.stores.cameras import CameraRegistry
 
 
 @contextmanager

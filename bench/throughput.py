@@ -27,11 +27,11 @@ import redis
 from bench.floor import FRAMES, record_newest
 from bench.sources import write_real_video
 from bench.stack import heartbeat, running, wait_for_frames
-from services.common.contracts import EventIn
-from services.common.framebuffer import FrameBuffer
-from services.common.ingest import make_ingest
-from services.common.recordings import RecordingStore
-from services.common.settings import Settings
+from services.ingest.events import make_ingest
+from services.kernel.contracts import EventIn
+from services.kernel.settings import Settings
+from services.stores.framebuffer import FrameBuffer
+from services.stores.recordings import RecordingStore
 from services.worker.encoder import make_encoder
 from services.worker.storage import Storage
 

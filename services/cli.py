@@ -17,8 +17,8 @@ import click
 import httpx
 import redis
 
-from services.common.contracts import Status
-from services.common.settings import Settings, SettingsError, load_settings
+from services.kernel.contracts import Status
+from services.kernel.settings import Settings, SettingsError, load_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -132,8 +132,8 @@ def mqtt(**flags: Any) -> None:
 def up(**flags: Any) -> None:
     """Start capture, API and workers on this machine (with an embedded Redis if no URL)."""
     from services.capture.source import SourceError  # noqa: PLC0415  # see capture
-    from services.common.logconfig import configure_logging  # noqa: PLC0415
-    from services.common.redisserver import RedisServerError  # noqa: PLC0415
+    from services.kernel.logconfig import configure_logging  # noqa: PLC0415
+    from services.runtime.redisserver import RedisServerError  # noqa: PLC0415
     from services.stack import Stack, banner  # noqa: PLC0415
 
     settings = settings_from(flags)
@@ -219,7 +219,7 @@ def report_final(client: httpx.Client, ids: list[str], timeout: float = 120.0) -
 @settings_options
 def check(service_name: str, **flags: Any) -> None:
     """Exit 0 if SERVICE_NAME is healthy (for container healthchecks), else 1 with the reason."""
-    from services.common.probes import PROBES, Unhealthy  # noqa: PLC0415  # a probe starts fast
+    from services.runtime.probes import PROBES, Unhealthy  # noqa: PLC0415  # a probe starts fast
 
     settings = settings_from(flags)
     try:

@@ -15,8 +15,8 @@ from types import FrameType
 import httpx
 
 from services.capture.source import parse_source
-from services.common.redisserver import RedisServer
-from services.common.settings import Settings, settings_env
+from services.kernel.settings import Settings, settings_env
+from services.runtime.redisserver import RedisServer
 
 log = logging.getLogger(__name__)
 

@@ -22,13 +22,13 @@ import uvicorn
 from redis import asyncio as aioredis
 
 from services.api.app import create_app
-from services.common import keys
-from services.common.contracts import Recording
-from services.common.framebuffer import FramePins, Pin
-from services.common.framecodec import Frame, decode_entry
-from services.common.recordings import RecordingIntake
-from services.common.redisserver import RedisServer, free_port
-from services.common.settings import Settings, settings_env
+from services.kernel import keys
+from services.kernel.contracts import Recording
+from services.kernel.framecodec import Frame, decode_entry
+from services.kernel.settings import Settings, settings_env
+from services.runtime.redisserver import RedisServer, free_port
+from services.stores.framebuffer import FramePins, Pin
+from services.stores.recordings import RecordingIntake
 from tests.videos import write_video
 
 READY_TIMEOUT = 30.0

@@ -13,7 +13,7 @@ import httpx
 import psutil
 import pytest
 
-from services.common.redisserver import free_port
+from services.runtime.redisserver import free_port
 from tests.videos import write_video
 
 CLI = [sys.executable, "-m", "services.cli"]

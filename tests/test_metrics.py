@@ -10,8 +10,8 @@ import httpx
 import psutil
 import redis
 
-from services.common.redisserver import free_port
-from services.common.settings import Settings
+from services.kernel.settings import Settings
+from services.runtime.redisserver import free_port
 from tests.conftest import Servers, Service, base_settings, start_worker, wait_final
 
 ApiFactory = Callable[[Settings], httpx.Client]

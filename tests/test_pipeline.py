@@ -13,8 +13,8 @@ import httpx
 import pytest
 import redis
 
-from services.common import keys
-from services.common.settings import Settings
+from services.kernel import keys
+from services.kernel.settings import Settings
 from tests.conftest import (
     Servers,
     Service,

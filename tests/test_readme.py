@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from services.common.settings import Settings
+from services.kernel.settings import Settings
 
 README = Path(__file__).parent.parent / "README.md"
 

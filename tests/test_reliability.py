@@ -24,10 +24,10 @@ import pytest
 import redis
 from redis import asyncio as aioredis
 
-from services.common.contracts import Recording, Status, utcnow
-from services.common.recordings import RecordingIntake
-from services.common.redisserver import RedisServer, free_port
-from services.common.settings import Settings
+from services.kernel.contracts import Recording, Status, utcnow
+from services.kernel.settings import Settings
+from services.runtime.redisserver import RedisServer, free_port
+from services.stores.recordings import RecordingIntake
 from tests.conftest import (
     Servers,
     Service,

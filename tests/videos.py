@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from services.common.framecodec import Pixels
+from services.kernel.framecodec import Pixels
 
 BITS = 12
 CELL = 16

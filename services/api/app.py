@@ -22,9 +22,9 @@ from services.api.bodylimit import BodyLimit
 from services.api.context import Context
 from services.api.deps import require_api_key
 from services.api.routes import cameras, events, health, recordings
-from services.common.ingest import RETRY_AFTER_SECONDS, EventRefusedError
-from services.common.outages import is_outage
-from services.common.settings import Settings
+from services.ingest.events import RETRY_AFTER_SECONDS, EventRefusedError
+from services.kernel.outages import is_outage
+from services.kernel.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -9,11 +9,11 @@ import redis
 from prometheus_client import CollectorRegistry, Counter, Histogram, multiprocess
 
 from services.api.gauges import StoreGauges
-from services.common.cameras import CameraRegistry
-from services.common.framebuffer import FrameBuffer
-from services.common.ingest import Ingest, make_ingest
-from services.common.recordings import RecordingStore
-from services.common.settings import Settings
+from services.ingest.events import Ingest, make_ingest
+from services.kernel.settings import Settings
+from services.stores.cameras import CameraRegistry
+from services.stores.framebuffer import FrameBuffer
+from services.stores.recordings import RecordingStore
 
 TIMEOUT = 2.0  # seconds to connect to or hear from a store before answering 503
 

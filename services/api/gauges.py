@@ -10,8 +10,8 @@ import redis
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from services.common import keys
-from services.common.framebuffer import FrameBuffer
+from services.kernel import keys
+from services.stores.framebuffer import FrameBuffer
 
 log = logging.getLogger(__name__)
 

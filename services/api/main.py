@@ -9,8 +9,8 @@ import uvicorn
 from fastapi import FastAPI
 
 from services.api.app import create_app
-from services.common.logconfig import configure_logging
-from services.common.settings import Settings, load_settings, settings_env
+from services.kernel.logconfig import configure_logging
+from services.kernel.settings import Settings, load_settings, settings_env
 
 
 def main(settings: Settings) -> None:

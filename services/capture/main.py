@@ -13,10 +13,10 @@ from prometheus_client import start_http_server
 from services.capture.metrics import CaptureMetrics
 from services.capture.service import Capture
 from services.capture.source import open_source, parse_source
-from services.common.cameras import CameraRegistry
-from services.common.framebuffer import FrameBuffer
-from services.common.logconfig import configure_logging
-from services.common.settings import Settings
+from services.kernel.logconfig import configure_logging
+from services.kernel.settings import Settings
+from services.stores.cameras import CameraRegistry
+from services.stores.framebuffer import FrameBuffer
 
 log = logging.getLogger(__name__)
 

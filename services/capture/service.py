@@ -14,12 +14,12 @@ import redis
 
 from services.capture.metrics import CaptureMetrics
 from services.capture.source import FrameSource, SourceError, SourceSpec
-from services.common.backoff import compute_backoff
-from services.common.cameras import CameraRegistry
-from services.common.contracts import CameraStatus, from_us, utcnow
-from services.common.framebuffer import FrameBuffer
-from services.common.framecodec import Pixels
-from services.common.settings import Settings
+from services.kernel.backoff import compute_backoff
+from services.kernel.contracts import CameraStatus, from_us, utcnow
+from services.kernel.framecodec import Pixels
+from services.kernel.settings import Settings
+from services.stores.cameras import CameraRegistry
+from services.stores.framebuffer import FrameBuffer
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from typing import Protocol, cast
 
 import cv2
 
-from services.common.framecodec import Pixels
+from services.kernel.framecodec import Pixels
 
 log = logging.getLogger(__name__)
 

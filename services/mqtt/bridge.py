@@ -27,13 +27,13 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import ValidationError
 
-from services.common import keys
-from services.common.backoff import compute_backoff
-from services.common.contracts import TRANSACTION_ID_PATTERN, EventIn, Recording, utcnow
-from services.common.ingest import Accepted, EventRefusedError, Ingest
-from services.common.outages import is_outage
-from services.common.recordings import RecordingStore
-from services.common.settings import Settings
+from services.ingest.events import Accepted, EventRefusedError, Ingest
+from services.kernel import keys
+from services.kernel.backoff import compute_backoff
+from services.kernel.contracts import TRANSACTION_ID_PATTERN, EventIn, Recording, utcnow
+from services.kernel.outages import is_outage
+from services.kernel.settings import Settings
+from services.stores.recordings import RecordingStore
 
 log = logging.getLogger(__name__)
 

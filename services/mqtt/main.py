@@ -8,9 +8,9 @@ import threading
 
 import redis
 
-from services.common.ingest import make_ingest
-from services.common.logconfig import configure_logging
-from services.common.settings import Settings
+from services.ingest.events import make_ingest
+from services.kernel.logconfig import configure_logging
+from services.kernel.settings import Settings
 from services.mqtt.bridge import MqttIngest, make_client
 
 log = logging.getLogger(__name__)

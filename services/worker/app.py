@@ -9,7 +9,7 @@ from functools import cache
 
 from celery import Celery
 
-from services.common.settings import load_settings
+from services.kernel.settings import load_settings
 from services.worker.main import build_app
 
 

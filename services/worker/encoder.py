@@ -7,7 +7,7 @@ from collections.abc import Callable
 import cv2
 import fpng
 
-from services.common.framecodec import GREY, Pixels
+from services.kernel.framecodec import GREY, Pixels
 
 Encoder = Callable[[Pixels], bytes]
 

@@ -27,9 +27,9 @@ from celery import Celery, bootsteps
 from celery.signals import worker_shutdown
 from kombu.utils import json as kombu_json
 
-from services.common import keys
-from services.common.contracts import utcnow
-from services.common.recordings import RecordingStore, WrittenLookup
+from services.kernel import keys
+from services.kernel.contracts import utcnow
+from services.stores.recordings import RecordingStore, WrittenLookup
 
 log = logging.getLogger(__name__)
 

@@ -10,12 +10,12 @@ import redis
 from celery import Celery
 from prometheus_client import start_http_server
 
-from services.common import keys
-from services.common.framebuffer import FrameBuffer
-from services.common.logconfig import configure_logging
-from services.common.recordings import RecordingStore
-from services.common.settings import Settings
-from services.common.taskqueue import make_celery
+from services.kernel import keys
+from services.kernel.logconfig import configure_logging
+from services.kernel.settings import Settings
+from services.stores.framebuffer import FrameBuffer
+from services.stores.recordings import RecordingStore
+from services.stores.taskqueue import make_celery
 from services.worker.encoder import make_encoder
 from services.worker.heap import keep_heap
 from services.worker.liveness import Takeover, install

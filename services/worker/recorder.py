@@ -14,8 +14,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TypeVar
 
-from services.common.backoff import compute_backoff
-from services.common.contracts import (
+from services.kernel.backoff import compute_backoff
+from services.kernel.contracts import (
     FrameRecord,
     Manifest,
     RecordingJob,
@@ -23,10 +23,10 @@ from services.common.contracts import (
     from_us,
     utcnow,
 )
-from services.common.framebuffer import FrameBuffer, Window
-from services.common.framecodec import Frame
-from services.common.outages import TRANSIENT
-from services.common.recordings import RecordingStore
+from services.kernel.framecodec import Frame
+from services.kernel.outages import TRANSIENT
+from services.stores.framebuffer import FrameBuffer, Window
+from services.stores.recordings import RecordingStore
 from services.worker.encoder import Encoder
 from services.worker.metrics import WorkerMetrics
 from services.worker.storage import StagedRecording, Storage, StorageFullError

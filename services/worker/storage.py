@@ -19,8 +19,8 @@ from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
-from services.common.contracts import RECORDING_ID_PATTERN, Manifest, Recording
-from services.common.settings import CAMERA_ID_PATTERN
+from services.kernel.contracts import RECORDING_ID_PATTERN, Manifest, Recording
+from services.kernel.settings import CAMERA_ID_PATTERN
 
 log = logging.getLogger(__name__)
 

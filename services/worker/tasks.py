@@ -9,11 +9,11 @@ from celery import Celery, Task
 from celery.exceptions import Reject
 from pydantic import ValidationError
 
-from services.common import keys
-from services.common.backoff import compute_backoff
-from services.common.contracts import RecordingJob, Status
-from services.common.outages import TRANSIENT
-from services.common.recordings import RecordingStore
+from services.kernel import keys
+from services.kernel.backoff import compute_backoff
+from services.kernel.contracts import RecordingJob, Status
+from services.kernel.outages import TRANSIENT
+from services.stores.recordings import RecordingStore
 from services.worker.recorder import Recorder, SupersededError
 from services.worker.storage import StorageFullError
 

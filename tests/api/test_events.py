@@ -10,9 +10,9 @@ import httpx
 import pytest
 import redis
 
-from services.common import keys
-from services.common.redisserver import RedisServer, free_port
-from services.common.settings import Settings
+from services.kernel import keys
+from services.kernel.settings import Settings
+from services.runtime.redisserver import RedisServer, free_port
 from tests.conftest import Servers, base_settings, wait_final
 
 ApiFactory = Callable[[Settings], httpx.Client]

@@ -16,7 +16,7 @@ import redis
 import schemathesis
 from schemathesis import Case, GenerationMode
 
-from services.common import keys
+from services.kernel import keys
 from tests.conftest import ApiServer, Servers, base_settings
 
 pytestmark = pytest.mark.reliability

@@ -11,10 +11,10 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from services.common import keys
-from services.common.redisserver import RedisServer
-from services.common.settings import Settings
-from services.common.taskqueue import make_celery
+from services.kernel import keys
+from services.kernel.settings import Settings
+from services.runtime.redisserver import RedisServer
+from services.stores.taskqueue import make_celery
 from tests.conftest import Servers, Service, base_settings, start_worker, wait_final
 
 ApiFactory = Callable[[Settings], httpx.Client]

@@ -13,10 +13,10 @@ import redis
 
 from services.capture.service import Capture
 from services.capture.source import FrameSource, SourceError, SourceSpec, open_source, parse_source
-from services.common.cameras import CameraRegistry
-from services.common.framebuffer import FrameBuffer
-from services.common.framecodec import Pixels
-from services.common.settings import Settings
+from services.kernel.framecodec import Pixels
+from services.kernel.settings import Settings
+from services.stores.cameras import CameraRegistry
+from services.stores.framebuffer import FrameBuffer
 from tests.conftest import Servers, base_settings
 from tests.videos import write_video
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.common.redisserver import free_port
+from services.runtime.redisserver import free_port
 from tests.test_docker_files import ROOT, compose_binary
 
 # On a machine with no images yet, debootstrap and the builds alone take many minutes: far

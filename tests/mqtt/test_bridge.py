@@ -10,9 +10,9 @@ from typing import Any, cast
 import paho.mqtt.client as mqtt
 import redis
 
-from services.common.contracts import EventAccepted, EventIn, Status
-from services.common.ingest import Accepted, Ingest
-from services.common.settings import Settings
+from services.ingest.events import Accepted, Ingest
+from services.kernel.contracts import EventAccepted, EventIn, Status
+from services.kernel.settings import Settings
 from services.mqtt.bridge import MqttIngest
 
 

@@ -19,8 +19,8 @@ import pytest
 import redis
 from paho.mqtt.enums import CallbackAPIVersion
 
-from services.common.redisserver import free_port
-from services.common.settings import Settings
+from services.kernel.settings import Settings
+from services.runtime.redisserver import free_port
 from tests.conftest import (
     Servers,
     Service,

@@ -11,10 +11,10 @@ import redis
 from celery import Celery
 from kombu.utils import json as kombu_json
 
-from services.common import keys
-from services.common.contracts import Status
-from services.common.recordings import RecordingStore
-from services.common.taskqueue import record_message
+from services.kernel import keys
+from services.kernel.contracts import Status
+from services.stores.recordings import RecordingStore
+from services.stores.taskqueue import record_message
 from services.worker.liveness import Takeover
 from tests.conftest import Servers
 

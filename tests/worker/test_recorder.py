@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 import redis
 
-from services.common import keys
-from services.common.contracts import Recording, RecordingJob, Status, from_us
-from services.common.framebuffer import FrameBuffer
-from services.common.framecodec import Pixels
-from services.common.recordings import RecordingStore
+from services.kernel import keys
+from services.kernel.contracts import Recording, RecordingJob, Status, from_us
+from services.kernel.framecodec import Pixels
+from services.stores.framebuffer import FrameBuffer
+from services.stores.recordings import RecordingStore
 from services.worker.encoder import make_encoder
 from services.worker.recorder import Recorder
 from services.worker.storage import Storage

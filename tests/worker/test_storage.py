@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from services.common.contracts import Manifest, Status
+from services.kernel.contracts import Manifest, Status
 from services.worker.storage import Storage, StorageError
 
 DAY = date(2026, 11, 26)

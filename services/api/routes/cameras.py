@@ -7,7 +7,7 @@ from pydantic import BaseModel
 
 from services.api.context import Context
 from services.api.deps import ContextDep
-from services.common.contracts import utcnow
+from services.kernel.contracts import utcnow
 
 router = APIRouter(prefix="/v1", tags=["cameras"])
 

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Response, status
 
 from services.api.deps import ContextDep
-from services.common.contracts import TRANSACTION_ID_PATTERN, EventAccepted, EventIn
+from services.kernel.contracts import TRANSACTION_ID_PATTERN, EventAccepted, EventIn
 
 router = APIRouter(prefix="/v1", tags=["events"])
 

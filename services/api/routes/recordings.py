@@ -8,8 +8,8 @@ from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import AwareDatetime
 
 from services.api.deps import ContextDep
-from services.common.contracts import RECORDING_ID_PATTERN, Recording
-from services.common.settings import CAMERA_ID_PATTERN
+from services.kernel.contracts import RECORDING_ID_PATTERN, Recording
+from services.kernel.settings import CAMERA_ID_PATTERN
 
 router = APIRouter(prefix="/v1", tags=["recordings"])
 

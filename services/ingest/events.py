@@ -16,7 +16,7 @@ from redis import asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from services.common.contracts import (
+from services.kernel.contracts import (
     EventAccepted,
     EventIn,
     Recording,
@@ -26,10 +26,10 @@ from services.common.contracts import (
     to_us,
     utcnow,
 )
-from services.common.framebuffer import FramePins
-from services.common.recordings import QueueFullError, RecordingIntake
-from services.common.settings import Settings
-from services.common.taskqueue import make_celery, record_message
+from services.kernel.settings import Settings
+from services.stores.framebuffer import FramePins
+from services.stores.recordings import QueueFullError, RecordingIntake
+from services.stores.taskqueue import make_celery, record_message
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from services.common.settings import CAMERA_ID_PATTERN
+from services.kernel.settings import CAMERA_ID_PATTERN
 
 TRANSACTION_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
 RECORDING_ID_PATTERN = r"^[0-9a-f]{32}$"

@@ -12,8 +12,8 @@ from typing import cast
 import redis
 from redis import asyncio as aioredis
 
-from services.common import keys
-from services.common.contracts import Manifest, Recording, Status, utcnow
+from services.kernel import keys
+from services.kernel.contracts import Manifest, Recording, Status, utcnow
 
 log = logging.getLogger(__name__)
 

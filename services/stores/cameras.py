@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import redis
 
-from services.common import keys
-from services.common.contracts import CameraStatus
+from services.kernel import keys
+from services.kernel.contracts import CameraStatus
 
 
 class CameraRegistry:

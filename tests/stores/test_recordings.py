@@ -12,9 +12,9 @@ import pytest
 import redis
 from redis import asyncio as aioredis
 
-from services.common import keys
-from services.common.contracts import Manifest, Recording, Status, utcnow
-from services.common.recordings import RecordingIntake, RecordingStore
+from services.kernel import keys
+from services.kernel.contracts import Manifest, Recording, Status, utcnow
+from services.stores.recordings import RecordingIntake, RecordingStore
 from tests.conftest import Servers
 
 

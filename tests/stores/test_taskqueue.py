@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 import redis
 
-from services.common import keys
-from services.common.settings import Settings
-from services.common.taskqueue import make_celery, record_message
+from services.kernel import keys
+from services.kernel.settings import Settings
+from services.stores.taskqueue import make_celery, record_message
 from tests.conftest import Servers, base_settings
 
 # Fields that differ between any two messages: fresh UUIDs, and the sender's host and pid;

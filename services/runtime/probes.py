@@ -7,11 +7,11 @@ import socket
 import httpx
 import redis
 
-from services.common import keys
-from services.common.cameras import CameraRegistry
-from services.common.contracts import utcnow
-from services.common.settings import Settings
-from services.common.taskqueue import make_celery
+from services.kernel import keys
+from services.kernel.contracts import utcnow
+from services.kernel.settings import Settings
+from services.stores.cameras import CameraRegistry
+from services.stores.taskqueue import make_celery
 
 TIMEOUT = 3.0
 

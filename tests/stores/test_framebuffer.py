@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import redis
 
-from services.common import keys
-from services.common.framebuffer import TRIM_BUDGET, FrameBuffer, Pin
+from services.kernel import keys
+from services.stores.framebuffer import TRIM_BUDGET, FrameBuffer, Pin
 from tests.conftest import Servers, pin_window
 
 START_US = 1_800_000_000_000_000  # a fixed clock: frame k is captured at START + k * 40 ms

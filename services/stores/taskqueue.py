@@ -9,8 +9,8 @@ from typing import Any
 from celery import Celery
 from kombu.utils import json
 
-from services.common import keys
-from services.common.settings import Settings
+from services.kernel import keys
+from services.kernel.settings import Settings
 
 
 def make_celery(settings: Settings) -> Celery:

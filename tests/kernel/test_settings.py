@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.common.settings import SettingsError, load_settings
+from services.kernel.settings import SettingsError, load_settings
 
 
 def test_environment_variables_configure_every_service(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -15,8 +15,8 @@ from typing import Any, cast
 import redis
 from redis import asyncio as aioredis
 
-from services.common import keys
-from services.common.framecodec import Frame, Pixels, decode_entry, encode_entry
+from services.kernel import keys
+from services.kernel.framecodec import Frame, Pixels, decode_entry, encode_entry
 
 log = logging.getLogger(__name__)
 

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import redis
 
-from services.common.contracts import EventIn, Recording, to_us, utcnow
-from services.common.framebuffer import FrameBuffer
-from services.common.ingest import make_ingest
-from services.common.settings import Settings
+from services.ingest.events import make_ingest
+from services.kernel.contracts import EventIn, Recording, to_us, utcnow
+from services.kernel.settings import Settings
+from services.stores.framebuffer import FrameBuffer
 from tests.conftest import Servers, base_settings
 
 N = 5

@@ -1,0 +1,1 @@
+"""Accepting an event, whichever way it arrived: the use case HTTP and MQTT share."""

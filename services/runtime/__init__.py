@@ -1,0 +1,1 @@
+"""Process plumbing: health probes, the embedded redis-server, starting and stopping services."""
