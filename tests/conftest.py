@@ -28,7 +28,7 @@ from services.kernel.framecodec import Frame, decode_entry
 from services.kernel.settings import Settings, settings_env
 from services.runtime.redisserver import RedisServer, free_port
 from services.stores.framebuffer import FramePins, Pin
-from services.stores.recordings import RecordingIntake
+from services.stores.recordings import AsyncRecordingStore
 from tests.videos import write_video
 
 READY_TIMEOUT = 30.0
@@ -70,7 +70,7 @@ def pin_window(
         try:
             return await FramePins(frames, camera_id).pin(
                 recording_id, frames_before, frames_after=frames_after, moment_us=moment_us,
-                max_delay_ms=max_delay_ms, now_us=moment_us,
+                lifetime_ms=max_delay_ms, now_us=moment_us,
             )  # fmt: skip
         finally:
             await frames.aclose()
@@ -91,7 +91,7 @@ def receive(
     async def create() -> None:
         state = aioredis.Redis.from_url(servers.broker.url)
         try:
-            await RecordingIntake(state).create(recording, None, 60)
+            await AsyncRecordingStore(state).create(recording, None, 60)
         finally:
             await state.aclose()
 

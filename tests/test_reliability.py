@@ -27,7 +27,7 @@ from redis import asyncio as aioredis
 from services.kernel.contracts import Recording, Status, utcnow
 from services.kernel.settings import Settings
 from services.runtime.redisserver import RedisServer, free_port
-from services.stores.recordings import RecordingIntake
+from services.stores.recordings import AsyncRecordingStore
 from tests.conftest import (
     Servers,
     Service,
@@ -560,7 +560,7 @@ def test_a_recording_left_open_past_its_deadline_is_settled_by_the_sweep(
     async def create() -> None:
         state = aioredis.Redis.from_url(private.broker.url)
         try:
-            await RecordingIntake(state).create(recording, None, 60)
+            await AsyncRecordingStore(state).create(recording, None, 60)
         finally:
             await state.aclose()
 

@@ -28,7 +28,7 @@ from services.kernel.contracts import (
 )
 from services.kernel.settings import Settings
 from services.stores.framebuffer import FramePins
-from services.stores.recordings import QueueFullError, RecordingIntake
+from services.stores.recordings import AsyncRecordingStore, QueueFullError
 from services.stores.taskqueue import make_celery, record_message
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ def make_ingest(settings: Settings, timeout: float) -> Ingest:
         for url in (settings.frame_store_url, settings.state_store_url)
     )
     pins = {camera: FramePins(frames, camera) for camera in settings.camera_ids}
-    intake = RecordingIntake(state)
+    intake = AsyncRecordingStore(state)
     return Ingest(settings, intake, pins, make_celery(settings), clients=(frames, state))
 
 
@@ -78,7 +78,7 @@ class Ingest:
     """Everything accepting an event touches."""
 
     settings: Settings
-    store: RecordingIntake
+    store: AsyncRecordingStore
     pins: dict[str, FramePins]
     celery: Celery
     clients: tuple[aioredis.Redis, ...] = ()
@@ -179,7 +179,7 @@ class Ingest:
             frames_before,
             frames_after=event.frames_after,
             moment_us=to_us(trusted) if trusted else None,
-            max_delay_ms=round(self.settings.pin_ttl * 1000),
+            lifetime_ms=round(self.settings.pin_ttl * 1000),
         )
         received_at = from_us(pin.received_us)
         return RecordingJob(

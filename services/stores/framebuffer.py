@@ -17,92 +17,9 @@ from redis import asyncio as aioredis
 
 from services.kernel import keys
 from services.kernel.framecodec import Frame, Pixels, decode_entry, encode_entry
+from services.stores.scripts import PIN, TRIM, ScriptArg
 
 log = logging.getLogger(__name__)
-
-# Pins a window at receipt. The moment is read from this server's clock (TIME) inside the
-# script, unless the cashier's trusted event_time is given: then no frame can arrive between
-# the moment and the pin. Finds the N newest frames at or before the moment in the index
-# (never in the stream itself, whose replies would copy megabytes) and registers a pin
-# scored by the oldest one's capture time; its member carries the recording, the moment,
-# the frames wanted after it and the deadline, so the trim knows the span it holds. With no
-# frame yet, the pin holds from the moment on. ARGV[6] replaces TIME (tests' fake clock).
-# Numbers stay strings where they are concatenated: Lua prints a large number with too few
-# digits.
-PIN_SCRIPT = """
-local now = ARGV[6]
-if now == '' then
-  local time = redis.call('TIME')
-  now = time[1] .. string.format('%06d', tonumber(time[2]))
-end
-local moment = ARGV[1]
-if moment == '' then moment = now end
-local deadline = string.format('%.0f', math.floor(tonumber(now) / 1000) + tonumber(ARGV[5]))
-local member = ARGV[3] .. '|' .. moment .. '|' .. ARGV[4] .. '|' .. deadline
-local found = redis.call('ZREVRANGEBYSCORE', KEYS[1], moment, '-inf',
-                         'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[2]))
-local count = #found / 2
-local buffered = redis.call('ZCARD', KEYS[1])
-local first, score = false, moment
-if count > 0 then first, score = found[2 * count - 1], found[2 * count] end
-redis.call('ZADD', KEYS[2], score, member)
-return {first, count, buffered, now, member, deadline}
-"""
-
-# Trims after each append: keeps the N newest frames and every live pin's span (its first
-# frame to its moment, plus its frames after), drops expired pins, and deletes the frames in
-# the gaps between spans, at most ARGV[4] per append so that freeing a backlog's frames
-# never stalls Redis. Over the hard cap the oldest frames go, pinned or not. Only the first
-# ARGV[5] pins are examined; frames beyond them are kept until a later append.
-TRIM_SCRIPT = """
-local keep, cap, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local budget, max_pins = tonumber(ARGV[4]), tonumber(ARGV[5])
-local total = redis.call('ZCARD', KEYS[2])
-if total <= keep then return 0 end
-local removed = 0
-local function drop(ids)
-  if #ids == 0 then return end
-  redis.call('XDEL', KEYS[1], unpack(ids))
-  redis.call('ZREM', KEYS[2], unpack(ids))
-  removed = removed + #ids
-end
-local function gap(low, high)
-  if removed < budget then
-    drop(redis.call('ZRANGEBYSCORE', KEYS[2], low, high, 'LIMIT', 0, budget - removed))
-  end
-end
-if total > cap then
-  drop(redis.call('ZRANGE', KEYS[2], 0, math.min(total - cap, budget) - 1))
-end
-local nth = redis.call('ZREVRANGE', KEYS[2], keep - 1, keep - 1, 'WITHSCORES')
-local floor, floor_text = tonumber(nth[2]), nth[2]
-local low, low_text = nil, '-inf'
-local pins = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', '(' .. floor_text,
-                        'WITHSCORES', 'LIMIT', 0, max_pins + 1)
-local all_seen = #pins <= 2 * max_pins
-for i = 1, math.min(#pins, 2 * max_pins), 2 do
-  local member, first = pins[i], pins[i + 1]
-  local moment, after, deadline = string.match(member, '|(%d+)|(%d+)|(%d+)$')
-  if deadline == nil or tonumber(deadline) < now then
-    redis.call('ZREM', KEYS[3], member)
-  elseif low_text ~= '+inf' then
-    gap(low_text, '(' .. first)
-    local hold_text = moment
-    if tonumber(after) > 0 then
-      local last = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. moment, '+inf',
-                              'WITHSCORES', 'LIMIT', tonumber(after) - 1, 1)
-      hold_text = last[2] or '+inf'
-    end
-    if hold_text == '+inf' then
-      low_text = '+inf'
-    elseif low == nil or tonumber(hold_text) > low then
-      low, low_text = tonumber(hold_text), '(' .. hold_text
-    end
-  end
-end
-if all_seen and low_text ~= '+inf' then gap(low_text, '(' .. floor_text) end
-return removed
-"""
 
 # Frames one append may delete beyond its own: a backlog's pinned frames are freed over the
 # next appends instead of all at once (at 1080p, hundreds of 6 MB frees stalled Redis).
@@ -137,15 +54,63 @@ class Window:
         return self.before + self.after
 
 
-class FramePins:
+class BufferKeys:
+    """One camera's buffer as names: its stream, index and pins, and the calls of its scripts.
+
+    The pure half of the buffer, shared by the asyncio shell (`FramePins`, the API's) and
+    the blocking one (`FrameBuffer`, the capture's and the worker's), as httpx shares its
+    BaseClient between Client and AsyncClient.
+    """
+
+    def __init__(self, camera_id: str) -> None:
+        self.camera_id = camera_id
+        self._stream = keys.frame_stream(camera_id)
+        self._index = keys.frame_index(camera_id)
+        self._pins = keys.pins(camera_id)
+
+    def _pin_call(
+        self,
+        recording_id: str,
+        frames_before: int,
+        *,
+        frames_after: int,
+        moment_us: int | None,
+        lifetime_ms: int,
+        now_us: int | None,
+    ) -> tuple[list[str], list[ScriptArg]]:
+        return PIN.bind(
+            index=self._index, pins=self._pins, recording_id=recording_id,
+            frames_before=frames_before, frames_after=frames_after,
+            moment_us="" if moment_us is None else moment_us, lifetime_ms=lifetime_ms,
+            now_us="" if now_us is None else now_us,
+        )  # fmt: skip
+
+    def _trim_call(self, *, keep: int, cap: int, now_ms: int) -> tuple[list[str], list[ScriptArg]]:
+        return TRIM.bind(
+            stream=self._stream, index=self._index, pins=self._pins, keep=keep,
+            cap=max(cap, keep), now_ms=now_ms, budget=TRIM_BUDGET, max_pins=TRIM_MAX_PINS,
+        )  # fmt: skip
+
+
+def _pin_of(reply: list[Any]) -> Pin:
+    first, count, buffered, received, member, deadline = reply
+    return Pin(
+        first_id=first.decode() if first else None,
+        count=int(count),
+        buffered=int(buffered),
+        received_us=int(received),
+        member=member.decode(),
+        deadline_ms=int(deadline),
+    )
+
+
+class FramePins(BufferKeys):
     """The API's hold on one camera's frames, on an asyncio client: pin a window, release it."""
 
     def __init__(self, client: aioredis.Redis, camera_id: str) -> None:
+        super().__init__(camera_id)
         self._redis = client
-        self.camera_id = camera_id
-        self._index = keys.frame_index(camera_id)
-        self._pins = keys.pins(camera_id)
-        self._pin_script = client.register_script(PIN_SCRIPT)
+        self._pin_script = client.register_script(PIN.source)
 
     async def pin(
         self,
@@ -154,51 +119,33 @@ class FramePins:
         *,
         frames_after: int,
         moment_us: int | None,
-        max_delay_ms: int,
+        lifetime_ms: int,
         now_us: int | None = None,
     ) -> Pin:
         """Hold the N frames at or before the moment: the trusted event_time, or (None) now.
 
         "Now" is the frame store's clock, read inside the script: atomic with the pin, and
         the clock of the host the capture writes to. Reads no frame bytes. The pin lasts
-        max_delay_ms; `now_us` replaces the clock in tests.
+        lifetime_ms; `now_us` replaces the clock in tests.
         """
-        reply = await self._pin_script(
-            keys=[self._index, self._pins],
-            args=[
-                "" if moment_us is None else moment_us,
-                frames_before,
-                recording_id,
-                frames_after,
-                max_delay_ms,
-                "" if now_us is None else now_us,
-            ],
-        )
-        first, count, buffered, received, member, deadline = reply
-        return Pin(
-            first_id=first.decode() if first else None,
-            count=int(count),
-            buffered=int(buffered),
-            received_us=int(received),
-            member=member.decode(),
-            deadline_ms=int(deadline),
-        )
+        script_keys, args = self._pin_call(
+            recording_id, frames_before, frames_after=frames_after, moment_us=moment_us,
+            lifetime_ms=lifetime_ms, now_us=now_us,
+        )  # fmt: skip
+        return _pin_of(await self._pin_script(keys=script_keys, args=args))
 
     async def release(self, member: str) -> None:
         """Remove a pin; the capture's next append trims what only it was holding."""
         await self._redis.zrem(self._pins, member)
 
 
-class FrameBuffer:
+class FrameBuffer(BufferKeys):
     """One camera's capped frame stream, its capture-time index and its pins."""
 
     def __init__(self, client: redis.Redis, camera_id: str) -> None:
+        super().__init__(camera_id)
         self._redis = client
-        self.camera_id = camera_id
-        self._stream = keys.frame_stream(camera_id)
-        self._index = keys.frame_index(camera_id)
-        self._pins = keys.pins(camera_id)
-        self._trim_script = client.register_script(TRIM_SCRIPT)
+        self._trim_script = client.register_script(TRIM.source)
         self._last_ms: int | None = None
         self._last_seq = -1
 
@@ -224,16 +171,13 @@ class FrameBuffer:
         pipe.zadd(self._index, {stream_id: captured_us})
         # EVALSHA by hand: a Script object in a pipeline asks SCRIPT EXISTS on every
         # execute, one more round trip per frame.
-        trim = (
-            self._stream, self._index, self._pins,
-            keep, max(hard_cap, keep), now_ms, TRIM_BUDGET, TRIM_MAX_PINS,
-        )  # fmt: skip
-        pipe.evalsha(self._trim_script.sha, 3, *trim)
+        script_keys, args = self._trim_call(keep=keep, cap=hard_cap, now_ms=now_ms)
+        pipe.evalsha(self._trim_script.sha, len(script_keys), *script_keys, *args)
         try:
             pipe.execute()
         except redis.exceptions.NoScriptError:
             # Redis restarted and forgot the script; the frame and its index are in.
-            self._trim_script(keys=list(trim[:3]), args=list(trim[3:]))
+            self._trim_script(keys=script_keys, args=args)
         return stream_id
 
     def _next_id(self, millis: int) -> str:

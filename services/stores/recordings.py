@@ -14,108 +14,61 @@ from redis import asyncio as aioredis
 
 from services.kernel import keys
 from services.kernel.contracts import Manifest, Recording, Status, utcnow
+from services.stores.scripts import CREATE, REQUEUED, SETTLE, START, UPDATE, ScriptArg
 
 log = logging.getLogger(__name__)
 
 # Finds a recording's written folder: its manifest and path, or None if none was written.
 WrittenLookup = Callable[[Recording], "tuple[Manifest, Path] | None"]
 
-# Claims the idempotency key (if any), creates the recording and queues its job in one step:
-# two copies of one event racing each other still make one recording, and a job is never
-# queued without its recording (nor the reverse). Returns the recording ID that owns the
-# event, or false when the queue is full (then nothing is written).
-CREATE_SCRIPT = """
-if ARGV[1] == '1' then
-  local existing = redis.call('GET', KEYS[1])
-  if existing then return existing end
-end
-local limit = tonumber(ARGV[5])
-if limit > 0 and redis.call('LLEN', KEYS[5]) >= limit then return false end
-if ARGV[1] == '1' then redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) end
-redis.call('HSET', KEYS[2], unpack(ARGV, 8))
-redis.call('ZADD', KEYS[3], ARGV[4], ARGV[2])
-redis.call('ZADD', KEYS[4], ARGV[4], ARGV[2])
-redis.call('ZADD', KEYS[6], ARGV[7], ARGV[2])
-if ARGV[6] ~= '' then redis.call('LPUSH', KEYS[5], ARGV[6]) end
-return ARGV[2]
-"""
-
-# Moves a recording to a new status unless it is already final: a redelivered job must not
-# turn a complete recording back into a running one. A final status leaves the open set.
-UPDATE_SCRIPT = """
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status then return 0 end
-if status == 'complete' or status == 'partial' or status == 'failed' then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 3))
-if ARGV[2] == '1' then redis.call('ZREM', KEYS[2], ARGV[1]) end
-return 1
-"""
-
-# A worker starts a job: counts the delivery, and either marks the recording running (its
-# deadline pushed out to cover this run) or, when its worker died on it too many times,
-# failed. A final recording is left alone: the job has nothing left to do.
-START_SCRIPT = """
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status then return {'unknown', 0} end
-if status == 'complete' or status == 'partial' or status == 'failed' then
-  return {status, 0}
-end
-local deliveries = redis.call('HINCRBY', KEYS[1], 'deliveries', 1)
-if deliveries - tonumber(ARGV[3]) > tonumber(ARGV[2]) then
-  redis.call('HSET', KEYS[1], 'status', 'failed', 'reason', ARGV[7], 'updated_at', ARGV[6])
-  redis.call('ZREM', KEYS[2], ARGV[1])
-  return {'failed', deliveries}
-end
-redis.call('HSET', KEYS[1], 'status', 'running', 'updated_at', ARGV[6])
-local current = redis.call('ZSCORE', KEYS[2], ARGV[1])
-if not current or tonumber(current) < tonumber(ARGV[4]) then
-  redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
-  redis.call('HSET', KEYS[1], 'deadline', ARGV[5])
-end
-return {'running', deliveries}
-"""
-
-# A job taken back from a dead worker is queued again, first in line: its recording says so
-# and its deadline covers one more run.
-REQUEUED_SCRIPT = """
-local status = redis.call('HGET', KEYS[1], 'status')
-if status ~= 'queued' and status ~= 'running' then return 0 end
-redis.call('HSET', KEYS[1], 'status', 'queued', 'reason', ARGV[2], 'updated_at', ARGV[5])
-local current = redis.call('ZSCORE', KEYS[2], ARGV[1])
-if not current or tonumber(current) < tonumber(ARGV[3]) then
-  redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
-  redis.call('HSET', KEYS[1], 'deadline', ARGV[4])
-end
-return 1
-"""
-
-# Settles one overdue recording as failed, unless it became final or its deadline moved.
-SETTLE_SCRIPT = """
-local deadline = redis.call('ZSCORE', KEYS[2], ARGV[1])
-if not deadline then return false end
-if tonumber(deadline) > tonumber(ARGV[2]) then return false end
-redis.call('ZREM', KEYS[2], ARGV[1])
-local status = redis.call('HGET', KEYS[1], 'status')
-if status ~= 'queued' and status ~= 'running' then return false end
-local reason = ARGV[4]
-if status == 'queued' then reason = ARGV[5] end
-redis.call('HSET', KEYS[1], 'status', 'failed', 'reason', reason, 'updated_at', ARGV[3])
-return status
-"""
-
-FINAL = {status.value for status in Status if status.is_final}
-
 
 class QueueFullError(Exception):
     """The job queue is at its limit; the event was not stored."""
 
 
-class RecordingIntake:
+class RecordingKeys:
+    """The pure half of recording state: key names, script calls and parsing, shared by the
+    asyncio shell (`AsyncRecordingStore`, the API's) and the blocking one (`RecordingStore`),
+    as httpx shares its BaseClient between Client and AsyncClient."""
+
+    @staticmethod
+    def _create_call(
+        recording: Recording,
+        idempotency_key: str | None,
+        ttl: int,
+        job_message: str,
+        max_queued: int,
+    ) -> tuple[list[str], list[ScriptArg]]:
+        idem = keys.idempotency(recording.camera_id, idempotency_key) if idempotency_key else ""
+        fields = _to_fields(recording)
+        return CREATE.bind(
+            idempotency=idem or keys.recording(recording.recording_id),
+            recording=keys.recording(recording.recording_id), all=keys.RECORDINGS_ALL,
+            of_camera=keys.recordings_of(recording.camera_id), queue=keys.RECORD_QUEUE,
+            open=keys.RECORDINGS_OPEN, claim="1" if idem else "0",
+            recording_id=recording.recording_id, ttl=ttl, score=_score(recording.received_at),
+            max_queued=max_queued, job_message=job_message,
+            deadline_ms=_ms(recording.deadline or recording.received_at),
+            fields=[item for pair in fields.items() for item in pair],
+        )  # fmt: skip
+
+    @staticmethod
+    def _owner_of(reply: bytes | str | None, max_queued: int) -> str:
+        if reply is None:
+            raise QueueFullError(f"{max_queued} recordings are already queued")
+        return reply.decode() if isinstance(reply, bytes) else str(reply)
+
+    @staticmethod
+    def _parsed(fields: object) -> Recording | None:
+        return _from_fields(cast("dict[bytes, bytes]", fields)) if fields else None
+
+
+class AsyncRecordingStore(RecordingKeys):
     """Where the API creates recordings and queues their jobs, on an asyncio client."""
 
     def __init__(self, client: aioredis.Redis) -> None:
         self._redis = client
-        self._create = client.register_script(CREATE_SCRIPT)
+        self._create = client.register_script(CREATE.source)
 
     async def create(
         self,
@@ -129,37 +82,14 @@ class RecordingIntake:
         """Store a new queued recording and push its job message; or return the ID already
         given to this key. Raises QueueFullError, writing nothing, when `max_queued` jobs wait.
         """
-        idem = keys.idempotency(recording.camera_id, idempotency_key) if idempotency_key else ""
-        fields = _to_fields(recording)
-        flat = [item for pair in fields.items() for item in pair]
-        owner = await self._create(
-            keys=[
-                idem or keys.recording(recording.recording_id),
-                keys.recording(recording.recording_id),
-                keys.RECORDINGS_ALL,
-                keys.recordings_of(recording.camera_id),
-                keys.RECORD_QUEUE,
-                keys.RECORDINGS_OPEN,
-            ],
-            args=[
-                "1" if idem else "0",
-                recording.recording_id,
-                ttl,
-                _score(recording.received_at),
-                max_queued,
-                job_message,
-                _ms(recording.deadline or recording.received_at),
-                *flat,
-            ],
+        script_keys, args = self._create_call(
+            recording, idempotency_key, ttl, job_message, max_queued
         )
-        if owner is None:
-            raise QueueFullError(f"{max_queued} recordings are already queued")
-        return owner.decode() if isinstance(owner, bytes) else str(owner)
+        return self._owner_of(await self._create(keys=script_keys, args=args), max_queued)
 
     async def get(self, recording_id: str) -> Recording | None:
         """One recording's status, or None if unknown."""
-        fields = await self._redis.hgetall(keys.recording(recording_id))
-        return _from_fields(cast("dict[bytes, bytes]", fields)) if fields else None
+        return self._parsed(await self._redis.hgetall(keys.recording(recording_id)))
 
 
 @dataclass(frozen=True)
@@ -171,20 +101,25 @@ class Start:
     deliveries: int
 
 
-class RecordingStore:
-    """Reads and writes recording status in the broker's Redis."""
+class RecordingStore(RecordingKeys):
+    """Reads and writes recording state in the state store, on a blocking client."""
 
     def __init__(self, client: redis.Redis) -> None:
         self._redis = client
-        self._update = client.register_script(UPDATE_SCRIPT)
-        self._start = client.register_script(START_SCRIPT)
-        self._requeued = client.register_script(REQUEUED_SCRIPT)
-        self._settle = client.register_script(SETTLE_SCRIPT)
+        self._create = client.register_script(CREATE.source)
+        self._update = client.register_script(UPDATE.source)
+        self._start = client.register_script(START.source)
+        self._requeued = client.register_script(REQUEUED.source)
+        self._settle = client.register_script(SETTLE.source)
+
+    def create(self, recording: Recording, idempotency_key: str | None, ttl: int) -> str:
+        """Store a new queued recording without a job (for tests and tools)."""
+        script_keys, args = self._create_call(recording, idempotency_key, ttl, "", 0)
+        return self._owner_of(self._create(keys=script_keys, args=args), 0)
 
     def get(self, recording_id: str) -> Recording | None:
         """One recording's status, or None if unknown."""
-        fields = cast("dict[bytes, bytes]", self._redis.hgetall(keys.recording(recording_id)))
-        return _from_fields(fields) if fields else None
+        return self._parsed(self._redis.hgetall(keys.recording(recording_id)))
 
     def update(
         self,
@@ -203,14 +138,12 @@ class RecordingStore:
             fields["frames_saved"] = str(frames_saved)
         if path is not None:
             fields["path"] = path
-        flat = [item for pair in fields.items() for item in pair]
-        final = "1" if status.is_final else "0"
-        return bool(
-            self._update(
-                keys=[keys.recording(recording_id), keys.RECORDINGS_OPEN],
-                args=[recording_id, final, *flat],
-            )
-        )
+        script_keys, args = UPDATE.bind(
+            recording=keys.recording(recording_id), open=keys.RECORDINGS_OPEN,
+            recording_id=recording_id, final="1" if status.is_final else "0",
+            fields=[item for pair in fields.items() for item in pair],
+        )  # fmt: skip
+        return bool(self._update(keys=script_keys, args=args))
 
     def start(
         self, recording_id: str, *, retries: int, max_deliveries: int, deadline: datetime
@@ -222,24 +155,24 @@ class RecordingStore:
             f"its worker process died on each of its {max_deliveries} runs "
             "(SCO_MAX_DELIVERIES); the job is not tried again"
         )
-        status, deliveries = self._start(
-            keys=[keys.recording(recording_id), keys.RECORDINGS_OPEN],
-            args=[
-                recording_id, max_deliveries, retries, _ms(deadline), deadline.isoformat(),
-                _now(), reason,
-            ],
+        script_keys, args = START.bind(
+            recording=keys.recording(recording_id), open=keys.RECORDINGS_OPEN,
+            recording_id=recording_id, max_deliveries=max_deliveries, retries=retries,
+            deadline_ms=_ms(deadline), deadline_iso=deadline.isoformat(), now_iso=_now(),
+            failed_reason=reason,
         )  # fmt: skip
+        status, deliveries = self._start(keys=script_keys, args=args)
         text = status.decode()
         return Start(None if text == "unknown" else Status(text), int(deliveries))
 
     def requeued(self, recording_id: str, reason: str, deadline: datetime) -> bool:
         """Show a job taken back from a dead worker as queued again; False if already final."""
-        return bool(
-            self._requeued(
-                keys=[keys.recording(recording_id), keys.RECORDINGS_OPEN],
-                args=[recording_id, reason, _ms(deadline), deadline.isoformat(), _now()],
-            )
-        )
+        script_keys, args = REQUEUED.bind(
+            recording=keys.recording(recording_id), open=keys.RECORDINGS_OPEN,
+            recording_id=recording_id, reason=reason, deadline_ms=_ms(deadline),
+            deadline_iso=deadline.isoformat(), now_iso=_now(),
+        )  # fmt: skip
+        return bool(self._requeued(keys=script_keys, args=args))
 
     def settle_overdue(
         self, now: datetime, written: WrittenLookup | None = None, limit: int = 100
@@ -262,10 +195,12 @@ class RecordingStore:
                 settled.append(recording_id)
                 continue
             running, queued = _overdue_reasons(now)
-            was = self._settle(
-                keys=[keys.recording(recording_id), keys.RECORDINGS_OPEN],
-                args=[recording_id, now_ms, now.isoformat(), running, queued],
-            )
+            script_keys, args = SETTLE.bind(
+                recording=keys.recording(recording_id), open=keys.RECORDINGS_OPEN,
+                recording_id=recording_id, now_ms=now_ms, now_iso=now.isoformat(),
+                running_reason=running, queued_reason=queued,
+            )  # fmt: skip
+            was = self._settle(keys=script_keys, args=args)
             if was:
                 log.warning("recording %s was %s past its deadline: failed", recording_id,
                             was.decode())  # fmt: skip

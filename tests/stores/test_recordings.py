@@ -14,7 +14,7 @@ from redis import asyncio as aioredis
 
 from services.kernel import keys
 from services.kernel.contracts import Manifest, Recording, Status, utcnow
-from services.stores.recordings import RecordingIntake, RecordingStore
+from services.stores.recordings import AsyncRecordingStore, RecordingStore
 from tests.conftest import Servers
 
 
@@ -37,7 +37,7 @@ def create(servers: Servers, deadline: datetime) -> str:
     async def run() -> None:
         state = aioredis.Redis.from_url(servers.broker.url)
         try:
-            await RecordingIntake(state).create(recording, None, 60)
+            await AsyncRecordingStore(state).create(recording, None, 60)
         finally:
             await state.aclose()
 

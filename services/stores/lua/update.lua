@@ -1,0 +1,10 @@
+-- Moves a recording to a new status unless it is already final: a redelivered job must not
+-- turn a complete recording back into a running one. A final status leaves the open set.
+-- The fields to set follow the named arguments.
+local recording_key, open_key = KEYS[1], KEYS[2]
+local recording_id, final = ARGV[1], ARGV[2]
+local status = redis.call('HGET', recording_key, 'status')
+if not status or FINAL[status] then return 0 end
+redis.call('HSET', recording_key, unpack(ARGV, 3))
+if final == '1' then redis.call('ZREM', open_key, recording_id) end
+return 1
