@@ -1,11 +1,11 @@
-# The one way in: `make run`, `make test`, `make lint`, `make bench`.
+# The one way in: `make run`, `make test` (`make test-fast` while working), `make lint`, `make bench`.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 SOURCE ?= sample
 OUTPUT ?= recordings
 
-.PHONY: install run test test-docker lint bench chaos clean
+.PHONY: install run test test-fast test-docker lint bench chaos clean
 
 $(BIN)/.installed: pyproject.toml requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,9 @@ run: install  ## Record the sample video (or SOURCE=...) into OUTPUT; Ctrl-C sto
 
 test: install  ## The whole test suite: real Redis, Celery, HTTP and video decoding.
 	$(BIN)/python -m pytest
+
+test-fast: install  ## Everything but the process-level (e2e) tests: a minute's feedback in seconds.
+	$(BIN)/python -m pytest -m "not e2e and not docker" -q
 
 test-docker: install  ## Build the images and run the compose stack with 3 workers (root).
 	$(BIN)/python -m pytest -m docker tests/docker -s

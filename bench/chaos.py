@@ -20,10 +20,8 @@ import argparse
 import hashlib
 import itertools
 import json
-import os
 import random
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -44,10 +42,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from services.kernel import keys
 from services.kernel.contracts import Manifest, Recording
-from services.kernel.settings import Settings, settings_env
+from services.kernel.settings import Settings
+from services.runtime.launcher import ServiceProcess
 from services.runtime.redisserver import RedisServer, free_port
 from services.stores.recordings import RecordingStore
-from tests.videos import read_index, write_video
+from tests.support.videos import read_index, write_video
 
 FPS = 25.0
 N = 30
@@ -75,38 +74,6 @@ class Sent:
     sent_at: float
     code: str = ""
     recording_id: str | None = None
-
-
-class Service:
-    """A service process in its own process group, restartable."""
-
-    def __init__(self, name: str, command: str, env: dict[str, str], logs: Path) -> None:
-        self.name, self.command, self.env, self.logs = name, command, env, logs
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        """Start it, appending to its log."""
-        with (self.logs / f"{self.name}.log").open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "services.cli", self.command],
-                env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
-
-    def kill(self) -> None:
-        """SIGKILL it and every process it started."""
-        if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL if it will not go."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.kill()
 
 
 class Mosquitto:
@@ -189,7 +156,7 @@ class Chaos:
         self.stopping = threading.Event()
         self.started = time.time()
         self.settings: Settings
-        self.services: dict[str, Service] = {}
+        self.services: dict[str, ServiceProcess] = {}
 
     def start(self) -> None:
         """Redis, (mosquitto,) capture, API, two workers (, MQTT ingest)."""
@@ -206,12 +173,12 @@ class Chaos:
             self.mosquitto.start()
             values["mqtt_url"] = f"mqtt://127.0.0.1:{self.mosquitto.port}"
         self.settings = Settings.model_validate(values)
-        env = {**os.environ, **settings_env(self.settings), "PYTHONUNBUFFERED": "1"}
         names = {"capture": "capture", "api": "api", "worker-a": "worker", "worker-b": "worker"}
         if self.mosquitto is not None:
             names["mqtt"] = "mqtt"
         for name, command in names.items():
-            self.services[name] = Service(name, command, env, self.logs)
+            log = self.logs / f"{name}.log"
+            self.services[name] = ServiceProcess(command, self.settings, log=log, own_group=True)
             self.services[name].start()
         self.observer = Observer(self.frames.url, "chaos")
         self.observer.thread.start()
@@ -319,18 +286,12 @@ class Chaos:
             restart()
             fault.restarted = time.time()
 
-    def _fault(self, kind: str) -> tuple[Callable[[], None], Callable[[], None]]:
-        if kind == "worker":
-            service = self.services[self.random.choice(["worker-a", "worker-b"])]
-            return service.kill, service.start
-        if kind in self.services:
-            return self.services[kind].kill, self.services[kind].start
+    def _fault(self, kind: str) -> tuple[Callable[[], object], Callable[[], object]]:
+        if kind in {"worker", "api", "capture", "mqtt"}:
+            name = self.random.choice(["worker-a", "worker-b"]) if kind == "worker" else kind
+            return self.services[name].kill_group, self.services[name].start
         server = self.frames if kind == "frames-redis" else self.broker
-
-        def restart() -> None:
-            server.start(port=server.port)
-
-        return server.kill, restart
+        return server.kill, lambda: server.start(port=server.port)
 
     # The verdict.
 

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
+import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,8 +11,10 @@ from pathlib import Path
 import httpx
 import redis
 
+from services.kernel import keys
 from services.kernel.contracts import CameraStatus
-from services.kernel.settings import Settings, settings_env
+from services.kernel.settings import Settings
+from services.runtime.launcher import ServiceProcess
 from services.runtime.redisserver import RedisServer, free_port
 from services.stores.cameras import CameraRegistry
 
@@ -36,19 +36,15 @@ def running(
         }  # fmt: skip
         values.update(overrides)
         settings = Settings.model_validate(values)
-        env = {**os.environ, **settings_env(settings)}
-        processes = []
-        for service in services:
-            log = (work / f"{service}-{tag}.log").open("wb")
-            command = [sys.executable, "-m", "services.cli", service]
-            processes.append(
-                subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-            )
+        processes = [
+            ServiceProcess(service, settings, log=work / f"{service}-{tag}.log").start()
+            for service in services
+        ]
         try:
             yield settings
         finally:
             for process in processes:
-                process.terminate()
+                process.send(signal.SIGTERM)
             for process in processes:
                 process.wait(timeout=60)
 
@@ -57,7 +53,7 @@ def wait_for_frames(settings: Settings, count: int, timeout: float = 60.0) -> No
     """Until the capture has put `count` frames in the stream."""
     client = redis.Redis.from_url(str(settings.redis_url))
     deadline = time.monotonic() + timeout
-    while client.xlen("sco:frames:bench") < count:
+    while client.xlen(keys.frame_stream("bench")) < count:
         if time.monotonic() > deadline:
             raise SystemExit("the capture did not start")
         time.sleep(0.1)

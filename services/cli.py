@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
-import os
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -104,13 +102,16 @@ def api(**flags: Any) -> None:
 @settings_options
 def worker(**flags: Any) -> None:
     """Run Celery workers that write recordings."""
-    settings = needs_redis(settings_from(flags))
-    if settings.metrics_port:
-        # Before prometheus_client is imported: pool processes then share their samples.
-        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="sco-metrics-"))
-    from services.worker.main import main  # noqa: PLC0415  # each service loads only its own deps
+    from services.runtime.lifecycle import Lifecycle, shared_metrics  # noqa: PLC0415
 
-    main(settings)
+    settings = needs_redis(settings_from(flags))
+    with Lifecycle("worker", signals=False) as life:  # Celery handles the signals
+        if settings.metrics_port:
+            # Before prometheus_client is imported: pool processes then share their samples.
+            life.enter(shared_metrics("worker"))
+        from services.worker.main import main  # noqa: PLC0415  # each service loads only its deps
+
+        main(settings)
 
 
 @cli.command()
@@ -133,6 +134,7 @@ def up(**flags: Any) -> None:
     """Start capture, API and workers on this machine (with an embedded Redis if no URL)."""
     from services.capture.source import SourceError  # noqa: PLC0415  # see capture
     from services.kernel.logconfig import configure_logging  # noqa: PLC0415
+    from services.runtime.lifecycle import Lifecycle  # noqa: PLC0415
     from services.runtime.redisserver import RedisServerError  # noqa: PLC0415
     from services.stack import Stack, banner  # noqa: PLC0415
 
@@ -141,17 +143,17 @@ def up(**flags: Any) -> None:
     for module in ("cv2", "fpng"):
         if importlib.util.find_spec(module) is None:
             raise click.ClickException(f"`up` needs {module}: pip install 'sco-recorder[all]'")
-    stack = Stack(settings)
-    try:
-        stack.start()
-        if not stack.wait_ready():
+    with Lifecycle("up") as life:
+        stack = Stack(settings)
+        life.on_close(stack.stop)
+        try:
+            stack.start()
+        except (SourceError, RedisServerError) as error:
+            raise click.ClickException(str(error)) from None
+        if not stack.wait_ready(life.stop):
             raise click.ClickException(f"{stack.failed() or 'the API'} did not start; see above")
         click.echo(banner(stack.settings))
-        code = stack.run_until_stopped()
-    except (SourceError, RedisServerError) as error:
-        raise click.ClickException(str(error)) from None
-    finally:
-        stack.stop()
+        code = stack.run_until_stopped(life.stop)
     sys.exit(code)
 
 

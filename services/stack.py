@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import logging
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
-from types import FrameType
 
 import httpx
 
 from services.capture.source import parse_source
-from services.kernel.settings import Settings, settings_env
+from services.kernel.settings import Settings
+from services.runtime.launcher import ServiceProcess
 from services.runtime.redisserver import RedisServer
 
 log = logging.getLogger(__name__)
@@ -31,8 +28,7 @@ class Stack:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.servers: list[RedisServer] = []
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
-        self.stopping = threading.Event()
+        self.processes: dict[str, ServiceProcess] = {}
 
     def start(self) -> None:
         """Start everything; fails fast, with the reason, if a part cannot start."""
@@ -40,11 +36,9 @@ class Stack:
         self.settings.output_dir.mkdir(parents=True, exist_ok=True)
         if self.settings.redis_url is None:
             self._start_embedded_redis()
-        env = {**os.environ, **settings_env(self.settings)}
         services = [*SERVICES, "mqtt"] if self.settings.mqtt_url else list(SERVICES)
         for service in services:
-            command = [sys.executable, "-m", "services.cli", service]
-            self.processes[service] = subprocess.Popen(command, env=env)  # noqa: S603  # our own CLI
+            self.processes[service] = ServiceProcess(service, self.settings).start()
 
     def _start_embedded_redis(self) -> None:
         root = self.settings.output_dir.resolve()
@@ -58,11 +52,11 @@ class Stack:
             update={"redis_url": frames.url, "broker_url": broker.url}
         )
 
-    def wait_ready(self) -> bool:
-        """Wait until the API answers; False if a service died first."""
+    def wait_ready(self, stop: threading.Event) -> bool:
+        """Wait until the API answers; False if a service died first, or we were stopped."""
         url = f"http://{self.settings.host}:{self.settings.port}/healthz"
         deadline = time.monotonic() + READY_TIMEOUT
-        while time.monotonic() < deadline and not self.stopping.is_set():
+        while time.monotonic() < deadline and not stop.is_set():
             if self.failed() is not None:
                 return False
             try:
@@ -76,19 +70,13 @@ class Stack:
     def failed(self) -> str | None:
         """The name of a service that exited, if any."""
         for name, process in self.processes.items():
-            if process.poll() is not None:
+            if not process.running:
                 return name
         return None
 
-    def run_until_stopped(self) -> int:
-        """Block until Ctrl-C/SIGTERM (0) or until a service dies (1)."""
-
-        def request_stop(signum: int, frame: FrameType | None) -> None:
-            self.stopping.set()
-
-        signal.signal(signal.SIGINT, request_stop)
-        signal.signal(signal.SIGTERM, request_stop)
-        while not self.stopping.wait(0.5):
+    def run_until_stopped(self, stop: threading.Event) -> int:
+        """Block until `stop` is set (Ctrl-C/SIGTERM: 0) or until a service dies (1)."""
+        while not stop.wait(0.5):
             dead = self.failed()
             if dead is not None:
                 log.error("%s exited with status %s", dead, self.processes[dead].returncode)
@@ -98,16 +86,11 @@ class Stack:
     def stop(self) -> None:
         """SIGTERM every service, give it time to finish its work, then stop Redis."""
         for process in self.processes.values():
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
+            process.send(signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT
         for name, process in self.processes.items():
-            try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                log.warning("%s did not stop in time; killing it", name)
-                process.kill()
-                process.wait()
+            if process.wait(timeout=max(0.1, deadline - time.monotonic())) == -signal.SIGKILL:
+                log.warning("%s did not stop in time; killed it", name)
         for server in self.servers:
             server.stop()
 

@@ -13,6 +13,8 @@ import pytest
 
 from tests.test_docker_files import ROOT
 
+pytestmark = pytest.mark.e2e
+
 SMOKE = [
     ("encoders", "--frames", "2", "--repeats", "1"),
     ("ingest", "--frames", "20", "--runs", "1"),

@@ -13,7 +13,7 @@ import pytest
 
 from tests.test_docker_files import ROOT
 
-pytestmark = [pytest.mark.reliability, pytest.mark.timeout(400)]
+pytestmark = [pytest.mark.e2e, pytest.mark.reliability, pytest.mark.timeout(400)]
 
 
 def test_no_accepted_event_is_lost_while_processes_are_killed() -> None:

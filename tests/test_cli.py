@@ -14,7 +14,9 @@ import psutil
 import pytest
 
 from services.runtime.redisserver import free_port
-from tests.videos import write_video
+from tests.support.videos import write_video
+
+pytestmark = pytest.mark.e2e
 
 CLI = [sys.executable, "-m", "services.cli"]
 

@@ -8,11 +8,16 @@ from pathlib import Path
 
 import httpx
 import psutil
+import pytest
 import redis
 
 from services.kernel.settings import Settings
 from services.runtime.redisserver import free_port
-from tests.conftest import Servers, Service, base_settings, start_worker, wait_final
+from tests.support.processes import Service, start_worker
+from tests.support.servers import Servers, base_settings
+from tests.support.waiting import wait_final
+
+pytestmark = pytest.mark.e2e
 
 ApiFactory = Callable[[Settings], httpx.Client]
 
@@ -82,7 +87,7 @@ def test_several_api_processes_serve_one_port_and_count_together(
     fresh = {"Connection": "close"}
     try:
         api.wait_for_log("Application startup complete")
-        children = psutil.Process(api.process.pid).children()
+        children = psutil.Process(api.pid).children()
         assert sum("spawn_main" in " ".join(child.cmdline()) for child in children) == 2
         for _ in range(20):
             httpx.get(f"{url}/healthz", headers=fresh)  # both processes up, not just one

@@ -15,17 +15,13 @@ import redis
 
 from services.kernel import keys
 from services.kernel.settings import Settings
-from tests.conftest import (
-    Servers,
-    Service,
-    StreamObserver,
-    base_settings,
-    start_worker,
-    wait_final,
-)
-from tests.frames import assert_right_frames, load_manifest
+from tests.support.frames import assert_right_frames, load_manifest
+from tests.support.observer import StreamObserver
+from tests.support.processes import Service, start_worker
+from tests.support.servers import Servers, base_settings
+from tests.support.waiting import wait_final
 
-pytestmark = pytest.mark.usefixtures("session_worker")
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("session_worker")]
 
 ApiFactory = Callable[[Settings], httpx.Client]
 CaptureFactory = Callable[[Settings], Service]

@@ -3,7 +3,6 @@ bursts and shutdowns. Each test is a row of docs/reliability.md."""
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import os
 import shutil
@@ -22,24 +21,19 @@ import httpx
 import psutil
 import pytest
 import redis
-from redis import asyncio as aioredis
 
 from services.kernel.contracts import Recording, Status, utcnow
 from services.kernel.settings import Settings
 from services.runtime.redisserver import RedisServer, free_port
-from services.stores.recordings import AsyncRecordingStore
-from tests.conftest import (
-    Servers,
-    Service,
-    StreamObserver,
-    base_settings,
-    start_worker,
-    wait_final,
-)
-from tests.frames import assert_right_frames, load_manifest
-from tests.videos import write_video
+from services.stores.recordings import RecordingStore
+from tests.support.frames import assert_right_frames, load_manifest
+from tests.support.observer import StreamObserver
+from tests.support.processes import Service, start_worker
+from tests.support.servers import Servers, base_settings
+from tests.support.videos import write_video
+from tests.support.waiting import wait_final
 
-pytestmark = pytest.mark.reliability
+pytestmark = [pytest.mark.e2e, pytest.mark.reliability]
 
 ApiFactory = Callable[[Settings], httpx.Client]
 CaptureFactory = Callable[[Settings], Service]
@@ -131,7 +125,7 @@ def test_a_worker_killed_while_writing_pngs_is_redelivered_and_completes(
     ]
     staging = settings.output_dir / ".staging"
     wait_until(lambda: len(list(staging.glob("*/frame_*.png"))) >= 3, what="PNGs being written")
-    children = psutil.Process(worker.process.pid).children(recursive=True)
+    children = psutil.Process(worker.pid).children(recursive=True)
     assert len(children) == 1
     children[0].send_signal(signal.SIGKILL)
     recording = wait_final(client, recording_id)
@@ -171,7 +165,7 @@ def test_redis_restarted_mid_capture_with_jobs_queued(
     started = time.monotonic()
     wait_until(lambda: frames.xlen(f"sco:frames:{settings.camera_id}") > 0, 10, "capture back")
     reconnect_seconds = time.monotonic() - started
-    assert capture.process.poll() is None
+    assert capture.running
     stream = f"sco:frames:{settings.camera_id}"
     wait_until(lambda: frames.xlen(stream) >= settings.frames, 10, "a full window again")
     worker = start_worker(settings, tmp_path / "worker.log")
@@ -495,7 +489,7 @@ def test_a_whole_worker_killed_while_waiting_for_frames_after_is_taken_over(
 
 def pool_process(worker: Service) -> psutil.Process:
     """The worker's one pool process."""
-    children = psutil.Process(worker.process.pid).children(recursive=True)
+    children = psutil.Process(worker.pid).children(recursive=True)
     assert len(children) == 1, children
     return children[0]
 
@@ -542,7 +536,7 @@ def test_a_job_ending_while_the_state_store_is_down_still_ends_final(
     assert recording["status"] == "failed"
     assert "captured at or before the event" in str(recording["reason"]), recording
     assert recording["deliveries"] == 1
-    assert worker.process.poll() is None
+    assert worker.running
 
 
 def test_a_recording_left_open_past_its_deadline_is_settled_by_the_sweep(
@@ -557,14 +551,9 @@ def test_a_recording_left_open_past_its_deadline_is_settled_by_the_sweep(
         deadline=now + timedelta(seconds=2),
     )  # fmt: skip
 
-    async def create() -> None:
-        state = aioredis.Redis.from_url(private.broker.url)
-        try:
-            await AsyncRecordingStore(state).create(recording, None, 60)
-        finally:
-            await state.aclose()
-
-    asyncio.run(create())
+    state_store = redis.Redis.from_url(private.broker.url)
+    RecordingStore(state_store).create(recording, None, 60)
+    state_store.close()
     client = api_factory(settings)
     start_worker(settings, tmp_path / "worker.log")
     settled = wait_final(client, recording.recording_id, timeout=20)

@@ -22,13 +22,14 @@ from services.api.bodylimit import BodyLimit
 from services.api.context import Context
 from services.api.deps import require_api_key
 from services.api.routes import cameras, events, health, recordings
-from services.ingest.events import RETRY_AFTER_SECONDS, EventRefusedError
-from services.kernel.outages import is_outage
+from services.ingest.events import EventRefusedError
+from services.kernel.outages import RETRY_AFTER_SECONDS, TRANSIENT, is_outage
 from services.kernel.settings import Settings
 
 log = logging.getLogger(__name__)
 
-UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, OperationalError)
+# A store outage, as Redis or as kombu (which wraps Redis's errors) reports it.
+UNAVAILABLE = (*TRANSIENT, OperationalError)
 
 
 def create_app(settings: Settings) -> FastAPI:

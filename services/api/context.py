@@ -51,7 +51,7 @@ class Context:
 
     settings: Settings
     frames: redis.Redis
-    state: redis.Redis
+    state_store: redis.Redis
     store: RecordingStore
     cameras: CameraRegistry
     buffers: dict[str, FrameBuffer]
@@ -63,15 +63,15 @@ class Context:
         """Connect to the frame store and the state store named by the settings."""
         options = {"socket_timeout": TIMEOUT, "socket_connect_timeout": TIMEOUT}
         frames = redis.Redis.from_url(settings.frame_store_url, **options)
-        state = redis.Redis.from_url(settings.state_store_url, **options)
+        state_store = redis.Redis.from_url(settings.state_store_url, **options)
         buffers = {camera: FrameBuffer(frames, camera) for camera in settings.camera_ids}
         metrics = Metrics()
-        metrics.serving.register(StoreGauges(frames, state, buffers))
+        metrics.serving.register(StoreGauges(frames, state_store, buffers))
         return cls(
             settings=settings,
             frames=frames,
-            state=state,
-            store=RecordingStore(state),
+            state_store=state_store,
+            store=RecordingStore(state_store),
             cameras=CameraRegistry(frames),
             buffers=buffers,
             ingest=make_ingest(settings, timeout=TIMEOUT),
@@ -81,5 +81,5 @@ class Context:
     async def close(self) -> None:
         """Release connections."""
         self.frames.close()
-        self.state.close()
+        self.state_store.close()
         await self.ingest.close()

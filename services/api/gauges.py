@@ -20,10 +20,10 @@ class StoreGauges(Collector):
     """Stream length, live pins and Redis memory per camera; queue depth; read on each scrape."""
 
     def __init__(
-        self, frames: redis.Redis, state: redis.Redis, buffers: dict[str, FrameBuffer]
+        self, frames: redis.Redis, state_store: redis.Redis, buffers: dict[str, FrameBuffer]
     ) -> None:
         self.frames = frames
-        self.state = state
+        self.state_store = state_store
         self.buffers = buffers
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
@@ -44,12 +44,12 @@ class StoreGauges(Collector):
         yield length
         yield pins
         queued = GaugeMetricFamily("sco_queue_depth", "Jobs waiting in the broker.")
-        queued.add_metric([], int(self.state.llen(keys.RECORD_QUEUE)))
+        queued.add_metric([], int(self.state_store.llen(keys.RECORD_QUEUE)))
         yield queued
         memory = GaugeMetricFamily(
             "sco_redis_used_memory_bytes", "Redis used_memory.", labels=["store"]
         )
-        for name, client in (("frames", self.frames), ("state", self.state)):
+        for name, client in (("frames", self.frames), ("state", self.state_store)):
             info = cast("dict[str, int]", client.info("memory"))
             memory.add_metric([name], info["used_memory"])
         yield memory

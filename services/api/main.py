@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 
 import uvicorn
 from fastapi import FastAPI
@@ -11,6 +10,7 @@ from fastapi import FastAPI
 from services.api.app import create_app
 from services.kernel.logconfig import configure_logging
 from services.kernel.settings import Settings, load_settings, settings_env
+from services.runtime.lifecycle import Lifecycle, shared_metrics
 
 
 def main(settings: Settings) -> None:
@@ -26,15 +26,16 @@ def main(settings: Settings) -> None:
         uvicorn.run(create_app(settings), **options)  # type: ignore[arg-type]  # uvicorn.run's options are typed one by one
         return
     # Worker processes build their own app from SCO_* variables, so hand them these settings
-    # there; their metrics meet in a shared directory (set before prometheus_client loads).
+    # there; their metrics meet in a shared directory, removed when they stop.
     os.environ.update(settings_env(settings))
-    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="sco-api-metrics-"))
-    uvicorn.run(
-        "services.api.main:app_from_environment",
-        factory=True,
-        workers=settings.api_workers,
-        **options,  # type: ignore[arg-type]  # as above
-    )
+    with Lifecycle("api", signals=False) as life:  # uvicorn handles the signals
+        life.enter(shared_metrics("api"))
+        uvicorn.run(
+            "services.api.main:app_from_environment",
+            factory=True,
+            workers=settings.api_workers,
+            **options,  # type: ignore[arg-type]  # as above
+        )
 
 
 def app_from_environment() -> FastAPI:

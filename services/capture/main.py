@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import signal
-import threading
 
 import redis
 from prometheus_client import start_http_server
@@ -15,6 +13,7 @@ from services.capture.service import Capture
 from services.capture.source import open_source, parse_source
 from services.kernel.logconfig import configure_logging
 from services.kernel.settings import Settings
+from services.runtime.lifecycle import Lifecycle
 from services.stores.cameras import CameraRegistry
 from services.stores.framebuffer import FrameBuffer
 
@@ -25,23 +24,23 @@ def main(settings: Settings) -> None:
     """Capture `settings.source` into the stream of `settings.camera_id` until SIGTERM/SIGINT."""
     configure_logging(settings.log_level)
     spec = parse_source(settings.source)
-    client = redis.Redis.from_url(
-        settings.frame_store_url, socket_timeout=5, socket_connect_timeout=5
-    )
-    metrics = CaptureMetrics()
-    if settings.metrics_port:
-        start_http_server(settings.metrics_port, registry=metrics.registry)
-    capture = Capture(
-        settings,
-        spec=spec,
-        buffer=FrameBuffer(client, settings.camera_id),
-        registry=CameraRegistry(client),
-        opener=functools.partial(open_source, timeout=settings.source_timeout),
-        metrics=metrics,
-    )
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    log.info("camera %s: capturing %s", settings.camera_id, spec.target)
-    capture.run(stop)
-    log.info("camera %s: stopped after %d frames", settings.camera_id, capture.counters.frames_read)
+    with Lifecycle("capture") as life:
+        client = redis.Redis.from_url(
+            settings.frame_store_url, socket_timeout=5, socket_connect_timeout=5
+        )
+        life.on_close(client.close)
+        metrics = CaptureMetrics()
+        if settings.metrics_port:
+            start_http_server(settings.metrics_port, registry=metrics.registry)
+        capture = Capture(
+            settings,
+            spec=spec,
+            buffer=FrameBuffer(client, settings.camera_id),
+            registry=CameraRegistry(client),
+            opener=functools.partial(open_source, timeout=settings.source_timeout),
+            metrics=metrics,
+        )
+        log.info("camera %s: capturing %s", settings.camera_id, spec.target)
+        capture.run(life.stop)
+        log.info("camera %s: stopped after %d frames", settings.camera_id,
+                 capture.counters.frames_read)  # fmt: skip

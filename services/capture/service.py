@@ -10,13 +10,12 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import redis
-
 from services.capture.metrics import CaptureMetrics
 from services.capture.source import FrameSource, SourceError, SourceSpec
 from services.kernel.backoff import compute_backoff
 from services.kernel.contracts import CameraStatus, from_us, utcnow
 from services.kernel.framecodec import Pixels
+from services.kernel.outages import TRANSIENT
 from services.kernel.settings import Settings
 from services.stores.cameras import CameraRegistry
 from services.stores.framebuffer import FrameBuffer
@@ -27,7 +26,6 @@ HEARTBEAT_SECONDS = 1.0
 MAX_BACKOFF_SECONDS = 10.0
 # A session that delivered frames this long was healthy: the next outage starts the backoff over.
 HEALTHY_SECONDS = MAX_BACKOFF_SECONDS
-REDIS_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
 
 
 def reconnect_delay(failures: int) -> float:
@@ -201,7 +199,7 @@ class Capture:
         try:
             with self.metrics.append_seconds.time():
                 self._append(pixels, index, captured_us, now)
-        except REDIS_ERRORS as error:
+        except TRANSIENT as error:
             counters.dropped += 1
             self.metrics.dropped.inc()
             counters.fail(f"frame store: {error}")
@@ -232,7 +230,7 @@ class Capture:
         self.metrics.fps.set(self.counters.fps(now))
         try:
             self.registry.publish(self.status(now))
-        except REDIS_ERRORS as error:
+        except TRANSIENT as error:
             log.debug("heartbeat not published: %s", error)
 
     def status(self, now: float) -> CameraStatus:

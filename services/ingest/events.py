@@ -26,14 +26,13 @@ from services.kernel.contracts import (
     to_us,
     utcnow,
 )
+from services.kernel.outages import RETRY_AFTER_SECONDS
 from services.kernel.settings import Settings
 from services.stores.framebuffer import FramePins
 from services.stores.recordings import AsyncRecordingStore, QueueFullError
 from services.stores.taskqueue import make_celery, record_message
 
 log = logging.getLogger(__name__)
-
-RETRY_AFTER_SECONDS = 5
 
 
 def make_ingest(settings: Settings, timeout: float) -> Ingest:

@@ -51,7 +51,11 @@ class Status(str, Enum):
     @property
     def is_final(self) -> bool:
         """True once nothing will change the recording any more."""
-        return self in {Status.COMPLETE, Status.PARTIAL, Status.FAILED}
+        return self in FINAL_STATUSES
+
+
+# The statuses nothing changes any more; the Lua scripts get the same set (stores/scripts.py).
+FINAL_STATUSES = frozenset({Status.COMPLETE, Status.PARTIAL, Status.FAILED})
 
 
 class EventIn(BaseModel):

@@ -42,7 +42,7 @@ def pins(camera_id: str) -> str:
 
 
 def camera_status(camera_id: str) -> str:
-    """Hash with the capture's heartbeat for one camera."""
+    """String holding the capture's heartbeat for one camera, as CameraStatus JSON."""
     return f"{PREFIX}:camera:{camera_id}:status"
 
 

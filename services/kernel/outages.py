@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import redis
 
+# How long a client told 503 should wait before it tries again.
+RETRY_AFTER_SECONDS = 5
+
 # The store went away for a moment, or is still loading its data.
 TRANSIENT = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError)
 # Replies that mean "not now": out of memory (maxmemory), a replica that cannot take writes.

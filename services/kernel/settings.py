@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -263,19 +264,22 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**given)
     except ValidationError as error:
-        raise SettingsError(describe_errors(error)) from None
+        raise SettingsError(describe_errors(error, _as_setting)) from None
 
 
-def describe_errors(error: ValidationError) -> str:
-    """Turn pydantic's errors into one line per setting, named as the environment names it."""
-    lines = []
+def describe_errors(error: ValidationError, label: Callable[[str], str] = str) -> str:
+    """pydantic's errors as one clause each, "<field>: <message>", joined by "; ". `label`
+    names a field the way the reader knows it; a check across fields names no field."""
+    clauses = []
     for item in error.errors():
-        if not item["loc"]:  # a check across settings; its message names them
-            lines.append(f"invalid settings: {item['msg'].removeprefix('Value error, ')}")
-            continue
+        message = item["msg"].removeprefix("Value error, ")
         name = ".".join(str(part) for part in item["loc"])
-        lines.append(f"invalid setting {name} (SCO_{name.upper()}): {item['msg']}")
-    return "; ".join(lines)
+        clauses.append(f"{label(name)}: {message}" if name else message)
+    return "; ".join(clauses)
+
+
+def _as_setting(name: str) -> str:
+    return f"invalid setting {name} (SCO_{name.upper()})"
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

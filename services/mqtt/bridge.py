@@ -31,14 +31,13 @@ from services.ingest.events import Accepted, EventRefusedError, Ingest
 from services.kernel import keys
 from services.kernel.backoff import compute_backoff
 from services.kernel.contracts import TRANSACTION_ID_PATTERN, EventIn, Recording, utcnow
-from services.kernel.outages import is_outage
-from services.kernel.settings import Settings
+from services.kernel.outages import TRANSIENT, is_outage
+from services.kernel.settings import Settings, describe_errors
 from services.stores.recordings import RecordingStore
 
 log = logging.getLogger(__name__)
 
 QOS = 1
-TRANSIENT = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, OSError)
 MAX_RETRY_SECONDS = 30.0
 WATCH_SECONDS = 0.25
 
@@ -113,12 +112,12 @@ class MqttIngest:
     """Subscribes to events, accepts them, replies, and reports final states."""
 
     def __init__(
-        self, settings: Settings, ingest: Ingest, state: redis.Redis, client: mqtt.Client
+        self, settings: Settings, ingest: Ingest, state_store: redis.Redis, client: mqtt.Client
     ) -> None:
         self.settings = settings
         self.ingest = ingest
-        self.state = state
-        self.store = RecordingStore(state)
+        self.state_store = state_store
+        self.store = RecordingStore(state_store)
         self.client = client
         self.topics = Topics(settings.mqtt_topic_prefix, settings.mqtt_dead_letter_topic)
         self.inbox: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
@@ -202,7 +201,7 @@ class MqttIngest:
             return
         try:
             alive = keys.mqtt_alive(self.settings.mqtt_client_id)
-            self.state.set(alive, "1", ex=keys.MQTT_ALIVE_SECONDS)
+            self.state_store.set(alive, "1", ex=keys.MQTT_ALIVE_SECONDS)
         except TRANSIENT as error:
             log.debug("could not say the ingest is alive: %s", error)
 
@@ -258,7 +257,7 @@ class MqttIngest:
         self.publish(reply, answer.model_dump(mode="json"))
         if not answer.status.is_final:
             # A redelivered duplicate registers again: its first copy may have died here.
-            self.state.hset(keys.MQTT_PENDING, answer.recording_id, accepted.camera_id)
+            self.state_store.hset(keys.MQTT_PENDING, answer.recording_id, accepted.camera_id)
 
     def parse(self, message: mqtt.MQTTMessage) -> tuple[EventIn, str | None]:
         """The event in a message, its camera taken from the topic; DeadLetterError if bad."""
@@ -278,7 +277,7 @@ class MqttIngest:
         try:
             event = EventIn.model_validate(body)
         except ValidationError as error:
-            raise DeadLetterError(_describe(error)) from None
+            raise DeadLetterError(describe_errors(error)) from None
         key = _idempotency_key(message)
         if key is not None and not re.match(TRANSACTION_ID_PATTERN, key):
             raise DeadLetterError(f"Idempotency-Key must match {TRANSACTION_ID_PATTERN}")
@@ -308,7 +307,7 @@ class MqttIngest:
 
     def report_final(self) -> None:
         """One pass over the recordings still waiting for a final status."""
-        pending = cast("dict[bytes, bytes]", self.state.hgetall(keys.MQTT_PENDING))
+        pending = cast("dict[bytes, bytes]", self.state_store.hgetall(keys.MQTT_PENDING))
         for raw_id, raw_camera in pending.items():
             recording_id, camera_id = raw_id.decode(), raw_camera.decode()
             recording: Recording | None = self.store.get(recording_id)
@@ -317,7 +316,7 @@ class MqttIngest:
             if recording is not None:
                 reply = self.topics.reply(camera_id, recording_id)
                 self.publish(reply, recording.model_dump(mode="json"))
-            self.state.hdel(keys.MQTT_PENDING, recording_id)
+            self.state_store.hdel(keys.MQTT_PENDING, recording_id)
 
 
 def _idempotency_key(message: mqtt.MQTTMessage) -> str | None:
@@ -327,10 +326,3 @@ def _idempotency_key(message: mqtt.MQTTMessage) -> str | None:
         if name.lower() == "idempotency-key":
             return str(value)
     return None
-
-
-def _describe(error: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(part) for part in item['loc']) or 'body'}: {item['msg']}"
-        for item in error.errors()
-    )

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 
 import redis
 
@@ -12,6 +10,7 @@ from services.ingest.events import make_ingest
 from services.kernel.logconfig import configure_logging
 from services.kernel.settings import Settings
 from services.mqtt.bridge import MqttIngest, make_client
+from services.runtime.lifecycle import Lifecycle
 
 log = logging.getLogger(__name__)
 
@@ -21,16 +20,15 @@ TIMEOUT = 5.0  # seconds to connect to or hear from a store before retrying the 
 def main(settings: Settings) -> None:
     """Run the MQTT ingest for every configured camera until SIGTERM/SIGINT."""
     configure_logging(settings.log_level)
-    state = redis.Redis.from_url(
-        settings.state_store_url, socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT
-    )
-    ingest = make_ingest(settings, timeout=TIMEOUT)
-    bridge = MqttIngest(settings, ingest, state, make_client(settings))
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    bridge.start()
-    log.info("MQTT ingest on %s, topic %s", settings.mqtt_url, bridge.topics.events)
-    stop.wait()
-    bridge.close()
+    with Lifecycle("mqtt") as life:
+        state_store = redis.Redis.from_url(
+            settings.state_store_url, socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT
+        )
+        life.on_close(state_store.close)
+        ingest = make_ingest(settings, timeout=TIMEOUT)
+        bridge = MqttIngest(settings, ingest, state_store, make_client(settings))
+        bridge.start()
+        life.on_close(bridge.close)
+        log.info("MQTT ingest on %s, topic %s", settings.mqtt_url, bridge.topics.events)
+        life.stop.wait()
     log.info("MQTT ingest stopped")

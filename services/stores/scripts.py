@@ -12,11 +12,11 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from services.kernel.contracts import Status
+from services.kernel.contracts import FINAL_STATUSES
 
 ScriptArg = bytes | str | int | float
 
-_FINAL = ", ".join(f"{status.value}=true" for status in Status if status.is_final)
+_FINAL = ", ".join(f"{status.value}=true" for status in sorted(FINAL_STATUSES))
 PREAMBLE = f"local FINAL = {{{_FINAL}}}\n"
 
 

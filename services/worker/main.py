@@ -32,11 +32,11 @@ def build_app(settings: Settings) -> Celery:
     keep_heap()  # before the pool forks: its processes inherit the allocator's settings
     app = make_celery(settings)
     frames = redis.Redis.from_url(settings.frame_store_url, health_check_interval=10)
-    state = redis.Redis.from_url(settings.state_store_url, health_check_interval=10)
-    store = RecordingStore(state)
+    state_store = redis.Redis.from_url(settings.state_store_url, health_check_interval=10)
+    store = RecordingStore(state_store)
     run_seconds = settings.task_time_limit + settings.takeover_seconds
     recorder = Recorder(
-        buffers=cache(lambda camera_id: FrameBuffer(frames, camera_id)),
+        buffer_of=cache(lambda camera_id: FrameBuffer(frames, camera_id)),
         store=store,
         storage=Storage(settings.output_dir.resolve()),
         encode=make_encoder(settings.png_encoder, settings.png_compression),

@@ -58,7 +58,7 @@ class Outcome:
 class Recorder:
     """Everything a job needs, wired once per worker process."""
 
-    buffers: Callable[[str], FrameBuffer]
+    buffer_of: Callable[[str], FrameBuffer]
     store: RecordingStore
     storage: Storage
     encode: Encoder
@@ -78,7 +78,7 @@ class Recorder:
         disk): deliveries beyond those were runs lost with their worker.
         """
         started = self.clock()
-        buffer = self.buffers(job.camera_id)
+        buffer = self.buffer_of(job.camera_id)
         final = self.storage.path_of(job.camera_id, from_us(job.event_us).date(), job.recording_id)
         existing = self.storage.read_manifest(final)
         if existing is not None:
@@ -138,7 +138,7 @@ class Recorder:
 
     def abandon(self, job: RecordingJob) -> None:
         """Release a failed job's pin now rather than when it expires."""
-        self.buffers(job.camera_id).release(job.pin_member)
+        self.buffer_of(job.camera_id).release(job.pin_member)
 
     def _wait_for_frames(self, buffer: FrameBuffer, job: RecordingJob) -> None:
         """Wait until the capture has passed the moment (and the frames after it, if asked).

@@ -13,7 +13,8 @@ import redis
 from services.kernel import keys
 from services.kernel.settings import Settings
 from services.runtime.redisserver import RedisServer, free_port
-from tests.conftest import Servers, base_settings, wait_final
+from tests.support.servers import Servers, base_settings
+from tests.support.waiting import wait_final
 
 ApiFactory = Callable[[Settings], httpx.Client]
 
@@ -161,6 +162,7 @@ def test_a_before_without_a_time_zone_is_refused(
     assert aware.status_code == 200
 
 
+@pytest.mark.e2e
 @pytest.mark.usefixtures("session_worker")
 def test_recordings_are_listed_newest_first_and_paged(
     settings: Settings, api_factory: ApiFactory
@@ -179,6 +181,7 @@ def test_recordings_are_listed_newest_first_and_paged(
     assert client.get("/v1/recordings/..%2F..%2Fetc").status_code in {404, 422}
 
 
+@pytest.mark.e2e
 @pytest.mark.usefixtures("session_worker")
 def test_an_event_without_frames_ends_failed_with_a_reason(
     settings: Settings, api_factory: ApiFactory

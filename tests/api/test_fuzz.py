@@ -17,9 +17,10 @@ import schemathesis
 from schemathesis import Case, GenerationMode
 
 from services.kernel import keys
-from tests.conftest import ApiServer, Servers, base_settings
+from tests.support.processes import ApiServer
+from tests.support.servers import Servers, base_settings
 
-pytestmark = pytest.mark.reliability
+pytestmark = [pytest.mark.e2e, pytest.mark.reliability]
 
 EXAMPLES = 250  # per operation and mode; many operations have few distinct inputs
 MIN_CASES = 1000

@@ -15,7 +15,9 @@ from services.kernel import keys
 from services.kernel.settings import Settings
 from services.runtime.redisserver import RedisServer
 from services.stores.taskqueue import make_celery
-from tests.conftest import Servers, Service, base_settings, start_worker, wait_final
+from tests.support.processes import Service, start_worker
+from tests.support.servers import Servers, base_settings
+from tests.support.waiting import wait_final
 
 ApiFactory = Callable[[Settings], httpx.Client]
 API_KEY = "k3y-" + uuid.uuid4().hex
@@ -76,6 +78,7 @@ class Planted:
         return (open, (str(self.marker), "w"))
 
 
+@pytest.mark.e2e
 @pytest.mark.usefixtures("session_worker")
 def test_a_pickle_message_is_refused_and_harms_nothing(
     settings: Settings, session_worker: Service, api_factory: ApiFactory, tmp_path: Path
@@ -102,6 +105,7 @@ def guarded_redis(tmp_path: Path) -> Iterator[tuple[RedisServer, str]]:
     server.stop()
 
 
+@pytest.mark.e2e
 def test_secrets_never_reach_logs_or_answers(
     guarded_redis: tuple[RedisServer, str],
     tmp_path: Path,

@@ -17,8 +17,8 @@ from services.kernel.framecodec import Pixels
 from services.kernel.settings import Settings
 from services.stores.cameras import CameraRegistry
 from services.stores.framebuffer import FrameBuffer
-from tests.conftest import Servers, base_settings
-from tests.videos import write_video
+from tests.support.servers import Servers, base_settings
+from tests.support.videos import write_video
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from services.capture.source import SourceError, open_source, parse_source, sample_video
-from tests.videos import read_index, write_video
+from tests.support.videos import read_index, write_video
 
 
 def test_a_file_loops_back_to_its_first_frame(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from services.ingest.events import make_ingest
 from services.kernel.contracts import EventIn, Recording, to_us, utcnow
 from services.kernel.settings import Settings
 from services.stores.framebuffer import FrameBuffer
-from tests.conftest import Servers, base_settings
+from tests.support.servers import Servers, base_settings
 
 N = 5
 Result = TypeVar("Result")

@@ -20,18 +20,15 @@ import redis
 from paho.mqtt.enums import CallbackAPIVersion
 
 from services.kernel.settings import Settings
+from services.runtime.launcher import service_env
 from services.runtime.redisserver import free_port
-from tests.conftest import (
-    Servers,
-    Service,
-    StreamObserver,
-    service_env,
-    start_worker,
-    wait_final,
-)
-from tests.frames import assert_right_frames, load_manifest
+from tests.support.frames import assert_right_frames, load_manifest
+from tests.support.observer import StreamObserver
+from tests.support.processes import Service, start_worker
+from tests.support.servers import Servers
+from tests.support.waiting import wait_final
 
-pytestmark = pytest.mark.usefixtures("session_worker")
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("session_worker")]
 
 TIMEOUT = 30.0
 
@@ -220,7 +217,7 @@ def test_malformed_messages_go_to_the_dead_letter_topic_and_the_service_lives_on
         peer.publish(settings.camera_id, json.dumps({"transaction_id": "T-after-bad"}))
         queued = peer.wait_for("/recordings/", 1)
         assert queued[0]["status"] == "queued"
-        assert ingest.process.poll() is None
+        assert ingest.running
     finally:
         ingest.stop()
     assert len(peer.on("sco/deadletter")) == 20

@@ -1,9 +1,9 @@
-"""The frame buffer against a real Redis: windows, pins, trimming and paged reads."""
+"""The frame buffer: windows, pins, trimming and paged reads (fakeredis; real: test_real_redis)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import Iterator
 from typing import Protocol
 
 import numpy as np
@@ -11,19 +11,17 @@ import pytest
 import redis
 
 from services.kernel import keys
-from services.stores.framebuffer import TRIM_BUDGET, FrameBuffer, Pin
-from tests.conftest import Servers, pin_window
+from services.stores.framebuffer import TRIM_BUDGET, FrameBuffer, FramePins, Pin
+from tests.support.storeredis import StoreRedis
 
 START_US = 1_800_000_000_000_000  # a fixed clock: frame k is captured at START + k * 40 ms
 PERIOD_US = 40_000
 
 
 @pytest.fixture
-def client(servers: Servers) -> Iterator[redis.Redis]:
+def client(store_redis: StoreRedis) -> redis.Redis:
     """A client on the frame store."""
-    connection = redis.Redis.from_url(servers.frames.url)
-    yield connection
-    connection.close()
+    return store_redis.client
 
 
 @pytest.fixture
@@ -63,15 +61,21 @@ class PinAt(Protocol):
 
 
 @pytest.fixture
-def pin_at(servers: Servers, buffer: FrameBuffer) -> PinAt:
-    """Pins on the test's camera at the moments the test chooses."""
+def pin_at(store_redis: StoreRedis, buffer: FrameBuffer) -> PinAt:
+    """Pins on the test's camera at the moments the test chooses, as the API pins them."""
 
     def pin(moment_us: int, frames: int, *, after: int = 0, max_delay_ms: int = 10**6) -> Pin:
-        recording_id = uuid.uuid4().hex
-        return pin_window(
-            servers, buffer.camera_id, recording_id, frames, moment_us,
-            frames_after=after, max_delay_ms=max_delay_ms,
-        )  # fmt: skip
+        async def run() -> Pin:
+            client = store_redis.new_async()
+            try:
+                return await FramePins(client, buffer.camera_id).pin(
+                    uuid.uuid4().hex, frames, frames_after=after, moment_us=moment_us,
+                    lifetime_ms=max_delay_ms, now_us=moment_us,
+                )  # fmt: skip
+            finally:
+                await client.aclose()
+
+        return asyncio.run(run())
 
     return pin
 

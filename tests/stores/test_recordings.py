@@ -1,32 +1,27 @@
-"""Recording state on a real Redis: deliveries, the delivery limit, requeues and the sweep."""
+"""Recording state: deliveries, the delivery limit, requeues and the sweep (fakeredis; real:
+test_real_redis)."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-import redis
-from redis import asyncio as aioredis
 
 from services.kernel import keys
 from services.kernel.contracts import Manifest, Recording, Status, utcnow
-from services.stores.recordings import AsyncRecordingStore, RecordingStore
-from tests.conftest import Servers
+from services.stores.recordings import RecordingStore
+from tests.support.storeredis import StoreRedis
 
 
 @pytest.fixture
-def store(servers: Servers) -> Iterator[RecordingStore]:
-    """A store on the session's state server."""
-    client = redis.Redis.from_url(servers.broker.url)
-    yield RecordingStore(client)
-    client.close()
+def store(store_redis: StoreRedis) -> RecordingStore:
+    """Recording state on the test's Redis."""
+    return RecordingStore(store_redis.client)
 
 
-def create(servers: Servers, deadline: datetime) -> str:
+def create(store: RecordingStore, deadline: datetime) -> str:
     """A queued recording, as the API creates it, with the given deadline."""
     now = utcnow()
     recording = Recording(
@@ -34,23 +29,14 @@ def create(servers: Servers, deadline: datetime) -> str:
         frames_requested=10, event_time=now, received_at=now, updated_at=now, deadline=deadline,
     )  # fmt: skip
 
-    async def run() -> None:
-        state = aioredis.Redis.from_url(servers.broker.url)
-        try:
-            await AsyncRecordingStore(state).create(recording, None, 60)
-        finally:
-            await state.aclose()
-
-    asyncio.run(run())
+    store.create(recording, None, 60)
     return recording.recording_id
 
 
-def test_each_start_counts_a_delivery_and_pushes_the_deadline_out(
-    servers: Servers, store: RecordingStore
-) -> None:
+def test_each_start_counts_a_delivery_and_pushes_the_deadline_out(store: RecordingStore) -> None:
     """A start marks the recording running, counts it, and never pulls its deadline in."""
     soon, later = utcnow() + timedelta(seconds=10), utcnow() + timedelta(seconds=100)
-    recording_id = create(servers, soon)
+    recording_id = create(store, soon)
     begun = store.start(recording_id, retries=0, max_deliveries=3, deadline=later)
     assert (begun.status, begun.deliveries) == (Status.RUNNING, 1)
     again = store.start(recording_id, retries=0, max_deliveries=3, deadline=soon)
@@ -61,11 +47,9 @@ def test_each_start_counts_a_delivery_and_pushes_the_deadline_out(
     assert abs((recording.deadline - later).total_seconds()) < 0.01
 
 
-def test_a_job_lost_more_than_k_times_fails_but_retries_do_not_count(
-    servers: Servers, store: RecordingStore
-) -> None:
+def test_a_job_lost_more_than_k_times_fails_but_retries_do_not_count(store: RecordingStore) -> None:
     """Deliveries beyond retries are lost runs; past max_deliveries the recording fails."""
-    recording_id = create(servers, utcnow() + timedelta(seconds=60))
+    recording_id = create(store, utcnow() + timedelta(seconds=60))
     deadline = utcnow() + timedelta(seconds=60)
     for retries in range(3):  # three deliveries, each a deliberate retry: none lost
         assert store.start(recording_id, retries=retries, max_deliveries=1, deadline=deadline)
@@ -77,9 +61,9 @@ def test_a_job_lost_more_than_k_times_fails_but_retries_do_not_count(
     assert "died on each of its 1 runs" in str(recording.reason)
 
 
-def test_a_start_leaves_a_final_recording_alone(servers: Servers, store: RecordingStore) -> None:
+def test_a_start_leaves_a_final_recording_alone(store: RecordingStore) -> None:
     """A job delivered after its recording was settled does not reopen it."""
-    recording_id = create(servers, utcnow() + timedelta(seconds=60))
+    recording_id = create(store, utcnow() + timedelta(seconds=60))
     store.update(recording_id, Status.COMPLETE, frames_saved=10)
     begun = store.start(recording_id, retries=0, max_deliveries=3, deadline=utcnow())
     assert begun.status is Status.COMPLETE
@@ -87,16 +71,16 @@ def test_a_start_leaves_a_final_recording_alone(servers: Servers, store: Recordi
 
 
 def test_the_sweep_fails_open_recordings_past_their_deadline_only(
-    servers: Servers, store: RecordingStore
+    store: RecordingStore, store_redis: StoreRedis
 ) -> None:
     """Queued and running recordings past their deadline fail with why; others are untouched."""
     now = utcnow()
-    queued = create(servers, now - timedelta(seconds=1))
-    running = create(servers, now - timedelta(seconds=1))
+    queued = create(store, now - timedelta(seconds=1))
+    running = create(store, now - timedelta(seconds=1))
     store.start(running, retries=0, max_deliveries=3, deadline=now - timedelta(seconds=1))
-    done = create(servers, now - timedelta(seconds=1))
+    done = create(store, now - timedelta(seconds=1))
     store.update(done, Status.COMPLETE, frames_saved=10)
-    waiting = create(servers, now + timedelta(seconds=60))
+    waiting = create(store, now + timedelta(seconds=60))
     settled = store.settle_overdue(now)
     assert set(settled) == {queued, running}
     reasons = {rid: store.get(rid).reason for rid in (queued, running)}  # type: ignore[union-attr]
@@ -104,17 +88,13 @@ def test_the_sweep_fails_open_recordings_past_their_deadline_only(
     assert "did not finish by its deadline" in str(reasons[running])
     assert store.get(done).status is Status.COMPLETE  # type: ignore[union-attr]
     assert store.get(waiting).status is Status.QUEUED  # type: ignore[union-attr]
-    client = redis.Redis.from_url(servers.broker.url)
-    assert client.zscore(keys.RECORDINGS_OPEN, waiting) is not None
-    assert client.zscore(keys.RECORDINGS_OPEN, done) is None
-    client.close()
+    assert store_redis.client.zscore(keys.RECORDINGS_OPEN, waiting) is not None
+    assert store_redis.client.zscore(keys.RECORDINGS_OPEN, done) is None
 
 
-def test_a_requeued_job_shows_queued_with_the_reason(
-    servers: Servers, store: RecordingStore
-) -> None:
+def test_a_requeued_job_shows_queued_with_the_reason(store: RecordingStore) -> None:
     """A job taken back from a dead worker reads queued, with why, and a later deadline."""
-    recording_id = create(servers, utcnow() + timedelta(seconds=1))
+    recording_id = create(store, utcnow() + timedelta(seconds=1))
     store.start(recording_id, retries=0, max_deliveries=3, deadline=utcnow())
     assert store.requeued(
         recording_id, "its worker stopped answering", utcnow() + timedelta(seconds=60)
@@ -127,11 +107,11 @@ def test_a_requeued_job_shows_queued_with_the_reason(
 
 
 def test_the_sweep_takes_a_written_recordings_status_from_its_folder(
-    servers: Servers, store: RecordingStore, tmp_path: Path
+    store: RecordingStore, tmp_path: Path
 ) -> None:
     """A recording written whose status could not be stored becomes what its folder says."""
     now = utcnow()
-    recording_id = create(servers, now - timedelta(seconds=1))
+    recording_id = create(store, now - timedelta(seconds=1))
     manifest = Manifest(
         recording_id=recording_id, camera_id="lane-1", transaction_id=None, event_time=now,
         event_time_source="received", event_time_sent=None, received_at=now, written_at=now,

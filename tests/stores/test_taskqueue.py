@@ -12,7 +12,7 @@ import redis
 from services.kernel import keys
 from services.kernel.settings import Settings
 from services.stores.taskqueue import make_celery, record_message
-from tests.conftest import Servers, base_settings
+from tests.support.servers import Servers, base_settings
 
 # Fields that differ between any two messages: fresh UUIDs, and the sender's host and pid;
 # and the arguments as Flower shows them, which the API shortens to the recording's IDs.

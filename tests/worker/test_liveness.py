@@ -1,10 +1,10 @@
-"""Takeover on a real Redis: which deliveries are orphaned, and how one is put back."""
+"""Takeover: which deliveries are orphaned, and how one is put back (fakeredis; real:
+tests/stores/test_real_redis.py)."""
 
 from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
 
 import pytest
 import redis
@@ -16,19 +16,15 @@ from services.kernel.contracts import Status
 from services.stores.recordings import RecordingStore
 from services.stores.taskqueue import record_message
 from services.worker.liveness import Takeover
-from tests.conftest import Servers
+from tests.support.storeredis import StoreRedis
 
 NOW = 1_800_000_000.0
 
 
 @pytest.fixture
-def client(servers: Servers) -> Iterator[redis.Redis]:
-    """A database of the state server that no worker of the session consumes from."""
-    connection = redis.Redis.from_url(servers.broker.url.rsplit("/", 1)[0] + "/3")
-    connection.flushdb()
-    yield connection
-    connection.flushdb()
-    connection.close()
+def client(store_redis: StoreRedis) -> redis.Redis:
+    """The state store of the test."""
+    return store_redis.client
 
 
 def takeover(client: redis.Redis) -> Takeover:

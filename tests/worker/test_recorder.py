@@ -23,8 +23,8 @@ from services.stores.recordings import RecordingStore
 from services.worker.encoder import make_encoder
 from services.worker.recorder import Recorder
 from services.worker.storage import Storage
-from tests.conftest import Servers, receive
-from tests.videos import draw_index, read_index
+from tests.support.servers import Servers, receive
+from tests.support.videos import draw_index, read_index
 
 START_US = 1_800_000_000_000_000
 PERIOD_US = 40_000
@@ -99,7 +99,7 @@ def recorder_for(
 ) -> Recorder:
     """A recorder wired like the worker's, with the fake clock."""
     return Recorder(
-        buffers=cache(lambda camera: buffer),
+        buffer_of=cache(lambda camera: buffer),
         store=store,
         storage=Storage(root),
         encode=make_encoder(encoder),

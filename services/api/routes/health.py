@@ -23,7 +23,7 @@ def healthz() -> dict[str, str]:
 def readyz(context: ContextDep) -> JSONResponse:
     """Ready when both stores answer and every camera sent a frame within `stale_after`."""
     problems: list[str] = []
-    for name, client in (("frame store", context.frames), ("state store", context.state)):
+    for name, client in (("frame store", context.frames), ("state store", context.state_store)):
         try:
             client.ping()
         except Exception as error:  # any failure to answer means not ready

@@ -10,8 +10,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from tests.conftest import StreamObserver
-from tests.videos import read_index
+from tests.support.observer import StreamObserver
+from tests.support.videos import read_index
 
 
 def load_manifest(recording: dict[str, object]) -> dict[str, object]:

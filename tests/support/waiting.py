@@ -1,0 +1,27 @@
+"""Waiting on real things: a condition, a recording's final state. Bounded, never open-ended."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import httpx
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
+    """Poll until the condition holds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def wait_final(client: httpx.Client, recording_id: str, timeout: float = 60.0) -> dict[str, object]:
+    """Poll a recording until it is complete, partial or failed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        recording: dict[str, object] = client.get(f"/v1/recordings/{recording_id}").json()
+        if recording["status"] in {"complete", "partial", "failed"}:
+            return recording
+        assert time.monotonic() < deadline, f"recording stuck: {recording}"
+        time.sleep(0.05)
