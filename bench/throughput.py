@@ -27,7 +27,7 @@ import redis
 from bench.floor import FRAMES, record_newest
 from bench.sources import write_real_video
 from bench.stack import heartbeat, running, wait_for_frames
-from services.ingest.events import make_ingest
+from services.ingest.events import make_ingest, store_clients
 from services.kernel.contracts import EventIn
 from services.kernel.settings import Settings
 from services.stores.framebuffer import FrameBuffer
@@ -69,7 +69,7 @@ def floor_rate(settings: Settings, processes: int, seconds: float, root: Path) -
 
 async def accept_all(settings: Settings, events: int) -> list[str]:
     """Accept a backlog of events at once, as the API would; their recording IDs."""
-    ingest = make_ingest(settings, timeout=5.0)
+    ingest = make_ingest(settings, *store_clients(settings, 5.0), owns=True)
     try:
         return [(await ingest.accept(EventIn(), None)).answer.recording_id for _ in range(events)]
     finally:

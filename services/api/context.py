@@ -5,15 +5,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-import redis
 from prometheus_client import CollectorRegistry, Counter, Histogram, multiprocess
+from redis import asyncio as aioredis
 
 from services.api.gauges import StoreGauges
-from services.ingest.events import Ingest, make_ingest
+from services.ingest.events import Ingest, make_ingest, store_clients
 from services.kernel.settings import Settings
-from services.stores.cameras import CameraRegistry
-from services.stores.framebuffer import FrameBuffer
-from services.stores.recordings import RecordingStore
+from services.stores.cameras import AsyncCameraRegistry
+from services.stores.framebuffer import FramePins
+from services.stores.recordings import AsyncRecordingStore
 
 TIMEOUT = 2.0  # seconds to connect to or hear from a store before answering 503
 
@@ -47,39 +47,40 @@ class Metrics:
 
 @dataclass
 class Context:
-    """Clients and stores shared by the routes."""
+    """Clients and stores shared by the routes: one asyncio client per store, shared with the
+    ingest, so an API process holds two connection pools."""
 
     settings: Settings
-    frames: redis.Redis
-    state_store: redis.Redis
-    store: RecordingStore
-    cameras: CameraRegistry
-    buffers: dict[str, FrameBuffer]
+    frames: aioredis.Redis
+    state_store: aioredis.Redis
+    store: AsyncRecordingStore
+    cameras: AsyncCameraRegistry
+    pins: dict[str, FramePins]
+    gauges: StoreGauges
     ingest: Ingest
     metrics: Metrics
 
     @classmethod
     def build(cls, settings: Settings) -> Context:
         """Connect to the frame store and the state store named by the settings."""
-        options = {"socket_timeout": TIMEOUT, "socket_connect_timeout": TIMEOUT}
-        frames = redis.Redis.from_url(settings.frame_store_url, **options)
-        state_store = redis.Redis.from_url(settings.state_store_url, **options)
-        buffers = {camera: FrameBuffer(frames, camera) for camera in settings.camera_ids}
+        frames, state_store = store_clients(settings, TIMEOUT)
+        ingest = make_ingest(settings, frames, state_store, owns=False)
         metrics = Metrics()
-        metrics.serving.register(StoreGauges(frames, state_store, buffers))
+        gauges = StoreGauges(frames, state_store, ingest.pins)
+        metrics.serving.register(gauges)
         return cls(
             settings=settings,
             frames=frames,
             state_store=state_store,
-            store=RecordingStore(state_store),
-            cameras=CameraRegistry(frames),
-            buffers=buffers,
-            ingest=make_ingest(settings, timeout=TIMEOUT),
+            store=AsyncRecordingStore(state_store),
+            cameras=AsyncCameraRegistry(frames),
+            pins=ingest.pins,
+            gauges=gauges,
+            ingest=ingest,
             metrics=metrics,
         )
 
     async def close(self) -> None:
         """Release connections."""
-        self.frames.close()
-        self.state_store.close()
-        await self.ingest.close()
+        await self.frames.aclose()
+        await self.state_store.aclose()

@@ -35,11 +35,11 @@ from services.stores.taskqueue import make_celery, record_message
 log = logging.getLogger(__name__)
 
 
-def make_ingest(settings: Settings, timeout: float) -> Ingest:
-    """An Ingest with asyncio clients of its own on both stores, with socket timeouts."""
+def store_clients(settings: Settings, timeout: float) -> tuple[aioredis.Redis, aioredis.Redis]:
+    """asyncio clients on the frame store and the state store, with socket timeouts."""
     # One immediate retry: after a store restarts, a pooled connection is found dead only
     # when used, and redis.asyncio (unlike the sync client) does not check it beforehand.
-    frames, state = (
+    frames, state_store = (
         aioredis.Redis.from_url(
             url,
             socket_timeout=timeout,
@@ -48,9 +48,17 @@ def make_ingest(settings: Settings, timeout: float) -> Ingest:
         )
         for url in (settings.frame_store_url, settings.state_store_url)
     )
+    return frames, state_store
+
+
+def make_ingest(
+    settings: Settings, frames: aioredis.Redis, state_store: aioredis.Redis, *, owns: bool
+) -> Ingest:
+    """An Ingest on these clients; `owns`: closing it closes them."""
     pins = {camera: FramePins(frames, camera) for camera in settings.camera_ids}
-    intake = AsyncRecordingStore(state)
-    return Ingest(settings, intake, pins, make_celery(settings), clients=(frames, state))
+    store = AsyncRecordingStore(state_store)
+    clients = (frames, state_store) if owns else ()
+    return Ingest(settings, store, pins, make_celery(settings), clients=clients)
 
 
 class EventRefusedError(Exception):

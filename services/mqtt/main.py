@@ -6,7 +6,7 @@ import logging
 
 import redis
 
-from services.ingest.events import make_ingest
+from services.ingest.events import make_ingest, store_clients
 from services.kernel.logconfig import configure_logging
 from services.kernel.settings import Settings
 from services.mqtt.bridge import MqttIngest, make_client
@@ -25,7 +25,7 @@ def main(settings: Settings) -> None:
             settings.state_store_url, socket_timeout=TIMEOUT, socket_connect_timeout=TIMEOUT
         )
         life.on_close(state_store.close)
-        ingest = make_ingest(settings, timeout=TIMEOUT)
+        ingest = make_ingest(settings, *store_clients(settings, TIMEOUT), owns=True)
         bridge = MqttIngest(settings, ingest, state_store, make_client(settings))
         bridge.start()
         life.on_close(bridge.close)

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import redis
+from redis import asyncio as aioredis
 
 from services.kernel import keys
 from services.kernel.contracts import CameraStatus
+
+
+def _parsed(raw: bytes | str | None) -> CameraStatus | None:
+    return CameraStatus.model_validate_json(raw) if raw else None
 
 
 class CameraRegistry:
@@ -20,5 +27,15 @@ class CameraRegistry:
 
     def read(self, camera_id: str) -> CameraStatus | None:
         """The last status a capture published for this camera, if any."""
-        raw = self._redis.get(keys.camera_status(camera_id))
-        return CameraStatus.model_validate_json(raw) if raw else None
+        return _parsed(cast("bytes | None", self._redis.get(keys.camera_status(camera_id))))
+
+
+class AsyncCameraRegistry:
+    """The same statuses, read on the API's asyncio client."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._redis = client
+
+    async def read(self, camera_id: str) -> CameraStatus | None:
+        """The last status a capture published for this camera, if any."""
+        return _parsed(await self._redis.get(keys.camera_status(camera_id)))

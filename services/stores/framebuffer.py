@@ -138,6 +138,14 @@ class FramePins(BufferKeys):
         """Remove a pin; the capture's next append trims what only it was holding."""
         await self._redis.zrem(self._pins, member)
 
+    async def length(self) -> int:
+        """Frames in the stream now."""
+        return int(await self._redis.xlen(self._stream))
+
+    async def live_pins(self) -> int:
+        """Windows pinned now, expired ones not yet trimmed included."""
+        return int(await self._redis.zcard(self._pins))
+
 
 class FrameBuffer(BufferKeys):
     """One camera's capped frame stream, its capture-time index and its pins."""

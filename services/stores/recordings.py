@@ -62,6 +62,16 @@ class RecordingKeys:
     def _parsed(fields: object) -> Recording | None:
         return _from_fields(cast("dict[bytes, bytes]", fields)) if fields else None
 
+    @staticmethod
+    def _newest_range(camera_id: str | None, before: datetime | None) -> tuple[str, str]:
+        """The index to read and its upper bound, for recordings received before a time."""
+        index = keys.recordings_of(camera_id) if camera_id else keys.RECORDINGS_ALL
+        return index, f"({_score(before)}" if before else "+inf"
+
+    @staticmethod
+    def _listed(replies: list[object]) -> list[Recording]:
+        return [_from_fields(cast("dict[bytes, bytes]", fields)) for fields in replies if fields]
+
 
 class AsyncRecordingStore(RecordingKeys):
     """Where the API creates recordings and queues their jobs, on an asyncio client."""
@@ -90,6 +100,20 @@ class AsyncRecordingStore(RecordingKeys):
     async def get(self, recording_id: str) -> Recording | None:
         """One recording's status, or None if unknown."""
         return self._parsed(await self._redis.hgetall(keys.recording(recording_id)))
+
+    async def newest(
+        self, camera_id: str | None, limit: int, before: datetime | None = None
+    ) -> list[Recording]:
+        """Recordings newest first, optionally of one camera and received before a time."""
+        index, upper = self._newest_range(camera_id, before)
+        ids = cast(
+            "list[bytes]",
+            await self._redis.zrevrangebyscore(index, upper, "-inf", start=0, num=limit),
+        )
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for recording_id in ids:
+                pipe.hgetall(keys.recording(recording_id.decode()))
+            return self._listed(await pipe.execute())
 
 
 @dataclass(frozen=True)
@@ -229,15 +253,14 @@ class RecordingStore(RecordingKeys):
         self, camera_id: str | None, limit: int, before: datetime | None = None
     ) -> list[Recording]:
         """Recordings newest first, optionally of one camera and received before a time."""
-        index = keys.recordings_of(camera_id) if camera_id else keys.RECORDINGS_ALL
-        upper = f"({_score(before)}" if before else "+inf"
+        index, upper = self._newest_range(camera_id, before)
         ids = cast(
             "list[bytes]", self._redis.zrevrangebyscore(index, upper, "-inf", start=0, num=limit)
         )
         pipe = self._redis.pipeline(transaction=False)
         for recording_id in ids:
             pipe.hgetall(keys.recording(recording_id.decode()))
-        return [_from_fields(fields) for fields in pipe.execute() if fields]
+        return self._listed(pipe.execute())
 
 
 def _score(moment: datetime) -> int:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import redis
 
-from services.ingest.events import make_ingest
+from services.ingest.events import make_ingest, store_clients
 from services.kernel.contracts import EventIn, Recording, to_us, utcnow
 from services.kernel.settings import Settings
 from services.stores.framebuffer import FrameBuffer
@@ -72,7 +72,7 @@ def test_frames_arriving_during_accept_never_cut_the_window(
         arrive(buffer)
 
     async def accept() -> Recording | None:
-        ingest = make_ingest(settings, timeout=5.0)
+        ingest = make_ingest(settings, *store_clients(settings, 5.0), owns=True)
         pins = ingest.pins[settings.camera_id]
         monkeypatch.setattr(pins, "pin", then_a_frame(pins.pin, buffer))
         monkeypatch.setattr(ingest.store, "create", then_a_frame(ingest.store.create, buffer))

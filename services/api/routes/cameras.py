@@ -30,10 +30,10 @@ class CameraView(BaseModel):
     last_error: str | None = None
 
 
-def describe_camera(context: Context, camera_id: str) -> CameraView:
+async def describe_camera(context: Context, camera_id: str) -> CameraView:
     """The camera's last heartbeat plus its live buffer length."""
-    status = context.cameras.read(camera_id)
-    length = context.buffers[camera_id].length()
+    status = await context.cameras.read(camera_id)
+    length = await context.pins[camera_id].length()
     if status is None:
         return CameraView(camera_id=camera_id, state="unknown", buffer_length=length)
     age = (utcnow() - status.last_frame_at).total_seconds() if status.last_frame_at else None
@@ -55,6 +55,6 @@ def describe_camera(context: Context, camera_id: str) -> CameraView:
 
 
 @router.get("/cameras")
-def list_cameras(context: ContextDep) -> list[CameraView]:
+async def list_cameras(context: ContextDep) -> list[CameraView]:
     """Every configured camera: fps, resolution, last frame age, buffer length."""
-    return [describe_camera(context, camera) for camera in context.settings.camera_ids]
+    return [await describe_camera(context, camera) for camera in context.settings.camera_ids]

@@ -14,23 +14,23 @@ metrics_router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz")
-def healthz() -> dict[str, str]:
+async def healthz() -> dict[str, str]:
     """The process is alive."""
     return {"status": "ok"}
 
 
 @router.get("/readyz", responses={503: {"description": "Not ready"}})
-def readyz(context: ContextDep) -> JSONResponse:
+async def readyz(context: ContextDep) -> JSONResponse:
     """Ready when both stores answer and every camera sent a frame within `stale_after`."""
     problems: list[str] = []
     for name, client in (("frame store", context.frames), ("state store", context.state_store)):
         try:
-            client.ping()
+            await client.ping()
         except Exception as error:  # any failure to answer means not ready
             problems.append(f"{name}: {error}")
     if not problems:
         for camera in context.settings.camera_ids:
-            view = describe_camera(context, camera)
+            view = await describe_camera(context, camera)
             age = view.last_frame_age_s
             if age is None or age > context.settings.stale_after:
                 problems.append(f"camera {camera}: no fresh frame (state {view.state})")
@@ -40,6 +40,7 @@ def readyz(context: ContextDep) -> JSONResponse:
 
 
 @metrics_router.get("/metrics")
-def metrics(context: ContextDep) -> Response:
+async def metrics(context: ContextDep) -> Response:
     """Prometheus metrics of the API (all its processes) and the stores it sees."""
+    await context.gauges.refresh()
     return Response(generate_latest(context.metrics.serving), media_type=CONTENT_TYPE_LATEST)

@@ -15,18 +15,18 @@ router = APIRouter(prefix="/v1", tags=["recordings"])
 
 
 @router.get("/recordings/{recording_id}", responses={404: {"description": "Unknown recording"}})
-def get_recording(
+async def get_recording(
     recording_id: Annotated[str, Path(pattern=RECORDING_ID_PATTERN)], context: ContextDep
 ) -> Recording:
     """One recording's status, reason, frames requested and saved, and path."""
-    recording = context.store.get(recording_id)
+    recording = await context.store.get(recording_id)
     if recording is None:
         raise HTTPException(404, f"no recording {recording_id}")
     return recording
 
 
 @router.get("/recordings")
-def list_recordings(
+async def list_recordings(
     context: ContextDep,
     camera_id: Annotated[str | None, Query(pattern=CAMERA_ID_PATTERN)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -35,4 +35,4 @@ def list_recordings(
     ] = None,
 ) -> list[Recording]:
     """Recordings newest first; page with `before` = the last one's received_at."""
-    return context.store.newest(camera_id, limit, before)
+    return await context.store.newest(camera_id, limit, before)
