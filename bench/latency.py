@@ -24,6 +24,7 @@ import redis
 from bench.floor import FRAMES, record_newest
 from bench.sources import write_real_video
 from bench.stack import heartbeat, running, wait_for_api, wait_for_frames
+from services.kernel.contracts import FINAL_STATUSES
 from services.kernel.settings import Settings
 from services.stores.framebuffer import FrameBuffer
 from services.worker.encoder import make_encoder
@@ -54,7 +55,7 @@ def event_latencies(client: httpx.Client, events: int, spacing: float) -> list[f
         recording_id = answer.json()["recording_id"]
         while True:
             recording = client.get(f"/v1/recordings/{recording_id}").json()
-            if recording["status"] in {"complete", "partial", "failed"}:
+            if recording["status"] in {status.value for status in FINAL_STATUSES}:
                 break
             time.sleep(0.01)
         assert recording["status"] == "complete", recording

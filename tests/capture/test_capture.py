@@ -63,18 +63,21 @@ def test_a_file_is_captured_at_its_native_rate_into_n_frames(
 
 
 class FlakyCamera:
-    """A fake camera: delivers a few frames, then fails once; the opener fails once too."""
+    """A fake camera: delivers a few frames, then fails; at its frame rate, or at once."""
 
     fps = 50.0
 
-    def __init__(self, frames: int) -> None:
+    def __init__(self, frames: int, *, paced: bool = True) -> None:
         self.left = frames
+        self.paced = paced
 
     def read(self) -> tuple[Pixels, int] | None:
+        """The next small frame, until the camera fails."""
         if self.left == 0:
             return None
         self.left -= 1
-        time.sleep(1 / self.fps)
+        if self.paced:
+            time.sleep(1 / self.fps)
         return np.zeros((4, 4, 3), dtype=np.uint8), self.left
 
     def close(self) -> None:
@@ -124,25 +127,6 @@ def test_a_missing_file_stops_the_capture_with_a_failed_heartbeat(
     assert "gone.avi" in str(status.last_error)
 
 
-class ShortLivedSource:
-    """A live source that delivers `frames` frames, then fails."""
-
-    fps = 25.0
-
-    def __init__(self, frames: int) -> None:
-        self.left = frames
-
-    def read(self) -> tuple[Pixels, int] | None:
-        """The next small frame, until the source dies."""
-        if self.left == 0:
-            return None
-        self.left -= 1
-        return np.zeros((8, 8, 3), np.uint8), self.left
-
-    def close(self) -> None:
-        """Nothing to release."""
-
-
 class SteppingClock:
     """A clock that moves on a fixed step every time it is read."""
 
@@ -173,7 +157,7 @@ def test_the_reconnect_backoff_starts_over_after_a_healthy_session(
     capture = Capture(
         settings, spec=SourceSpec("network", "rtsp://camera/stream"),
         buffer=FrameBuffer(client, settings.camera_id), registry=CameraRegistry(client),
-        opener=lambda spec: ShortLivedSource(frames_per_session), clock=SteppingClock(0.05),
+        opener=lambda spec: FlakyCamera(frames_per_session, paced=False), clock=SteppingClock(0.05),
     )  # fmt: skip
     stop = threading.Event()
     thread = threading.Thread(target=capture.run, args=(stop,))

@@ -7,6 +7,10 @@ from collections.abc import Callable
 
 import httpx
 
+from services.kernel.contracts import FINAL_STATUSES
+
+FINAL = {status.value for status in FINAL_STATUSES}
+
 
 def wait_until(condition: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
     """Poll until the condition holds."""
@@ -21,7 +25,7 @@ def wait_final(client: httpx.Client, recording_id: str, timeout: float = 60.0) -
     deadline = time.monotonic() + timeout
     while True:
         recording: dict[str, object] = client.get(f"/v1/recordings/{recording_id}").json()
-        if recording["status"] in {"complete", "partial", "failed"}:
+        if recording["status"] in FINAL:
             return recording
         assert time.monotonic() < deadline, f"recording stuck: {recording}"
         time.sleep(0.05)
