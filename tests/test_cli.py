@@ -31,7 +31,8 @@ def clean_env() -> dict[str, str]:
 
 
 def test_up_records_a_video_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
-    """`up` without a Redis URL runs everything, records what `send` sends, stops on SIGINT."""
+    """`up` without a Redis URL runs everything, records what `send` sends, and stops on a
+    terminal's Ctrl-C (SIGINT to the whole group) with its Redis outliving every service."""
     video = write_video(tmp_path / "lane.avi", frames=200)
     port = free_port()
     output = tmp_path / "recordings"
@@ -39,7 +40,7 @@ def test_up_records_a_video_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     up = subprocess.Popen(
         [*CLI, "up", "--source", str(video), "--output", str(output), "--port", str(port),
          "--frames", "5"],
-        env=clean_env(), stdout=log, stderr=subprocess.STDOUT,
+        env=clean_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 60
@@ -57,7 +58,7 @@ def test_up_records_a_video_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
         assert sent.returncode == 0, sent.stderr
         assert sent.stdout.count(" complete 5/5 frames") == 3, sent.stdout
         children = psutil.Process(up.pid).children(recursive=True)
-        up.send_signal(signal.SIGINT)
+        os.killpg(up.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         assert up.wait(timeout=30) == 0
         _, alive = psutil.wait_procs(children, timeout=10)
         assert alive == []
@@ -66,7 +67,9 @@ def test_up_records_a_video_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
             up.kill()
         log.close()
     assert len(list(output.glob("*/*/*/metadata.json"))) == 3
-    assert str(output.resolve()) in (tmp_path / "up.log").read_text()
+    printed = (tmp_path / "up.log").read_text()
+    assert str(output.resolve()) in printed
+    assert "Connection refused" not in printed  # no service outlived the embedded Redis
 
 
 @pytest.mark.parametrize(

@@ -84,7 +84,11 @@ class RedisServer:
             "--logfile", str(self.directory / f"{self.name}.log"),
             *self.options,
         ]  # fmt: skip
-        self._process = subprocess.Popen(command, stdin=subprocess.DEVNULL)  # noqa: S603  # fixed argv
+        # A session of its own: Ctrl-C in a terminal reaches the whole foreground group, and
+        # the server must outlive the services that are still storing their last results.
+        self._process = subprocess.Popen(  # noqa: S603  # fixed argv
+            command, stdin=subprocess.DEVNULL, start_new_session=True
+        )
         self._wait_ready()
         log.info("%s listening on port %d", self.name, self.port)
         return self
