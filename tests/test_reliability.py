@@ -22,7 +22,7 @@ import psutil
 import pytest
 import redis
 
-from services.kernel.contracts import FINAL_STATUSES, Recording, Status, utcnow
+from services.kernel.contracts import Recording, Status, utcnow
 from services.kernel.settings import Settings
 from services.runtime.redisserver import RedisServer, free_port
 from services.stores.recordings import RecordingStore
@@ -31,13 +31,12 @@ from tests.support.observer import StreamObserver
 from tests.support.processes import Service, start_worker
 from tests.support.servers import Servers, base_settings
 from tests.support.videos import write_video
-from tests.support.waiting import wait_final, wait_until
+from tests.support.waiting import FINAL, wait_final, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.reliability]
 
 ApiFactory = Callable[[Settings], httpx.Client]
 CaptureFactory = Callable[[Settings], Service]
-FINAL = {status.value for status in FINAL_STATUSES}
 FINAL_BYTES = {status.encode() for status in FINAL}
 
 

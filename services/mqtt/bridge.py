@@ -221,7 +221,7 @@ class MqttIngest:
                 if accepted is not None:
                     self.reply(accepted)
             except Exception as error:
-                if not (isinstance(error, (*TRANSIENT, QueueBusyError)) or is_outage(error)):
+                if not (isinstance(error, QueueBusyError) or is_outage(error)):
                     log.exception("dead-lettering a message that failed on %s", message.topic)
                     reason = f"could not be handled: {type(error).__name__}: {error}"
                     self.dead_letter(message, reason)

@@ -18,9 +18,9 @@ from services.kernel.settings import Settings, settings_env
 STOP_TIMEOUT = 20.0
 
 
-def service_env(settings: Settings, **extra: str) -> dict[str, str]:
+def service_env(settings: Settings) -> dict[str, str]:
     """This process's environment plus the settings as SCO_* variables."""
-    return {**os.environ, **settings_env(settings), "PYTHONUNBUFFERED": "1", **extra}
+    return {**os.environ, **settings_env(settings), "PYTHONUNBUFFERED": "1"}
 
 
 class ServiceProcess:

@@ -17,7 +17,7 @@ from redis import asyncio as aioredis
 
 from services.kernel import keys
 from services.kernel.framecodec import Frame, Pixels, decode_entry, encode_entry
-from services.stores.scripts import PIN, TRIM, ScriptArg
+from services.stores.scripts import PIN, TRIM
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ class Window:
 
 
 class BufferKeys:
-    """One camera's buffer as names: its stream, index and pins, and the calls of its scripts.
+    """One camera's buffer as names: its stream, index and pins.
 
     The pure half of the buffer, shared by the asyncio shell (`FramePins`, the API's) and
     the blocking one (`FrameBuffer`, the capture's and the worker's), as httpx shares its
@@ -67,29 +67,6 @@ class BufferKeys:
         self._stream = keys.frame_stream(camera_id)
         self._index = keys.frame_index(camera_id)
         self._pins = keys.pins(camera_id)
-
-    def _pin_call(
-        self,
-        recording_id: str,
-        frames_before: int,
-        *,
-        frames_after: int,
-        moment_us: int | None,
-        lifetime_ms: int,
-        now_us: int | None,
-    ) -> tuple[list[str], list[ScriptArg]]:
-        return PIN.bind(
-            index=self._index, pins=self._pins, recording_id=recording_id,
-            frames_before=frames_before, frames_after=frames_after,
-            moment_us="" if moment_us is None else moment_us, lifetime_ms=lifetime_ms,
-            now_us="" if now_us is None else now_us,
-        )  # fmt: skip
-
-    def _trim_call(self, *, keep: int, cap: int, now_ms: int) -> tuple[list[str], list[ScriptArg]]:
-        return TRIM.bind(
-            stream=self._stream, index=self._index, pins=self._pins, keep=keep,
-            cap=max(cap, keep), now_ms=now_ms, budget=TRIM_BUDGET, max_pins=TRIM_MAX_PINS,
-        )  # fmt: skip
 
 
 def _pin_of(reply: list[Any]) -> Pin:
@@ -128,9 +105,11 @@ class FramePins(BufferKeys):
         the clock of the host the capture writes to. Reads no frame bytes. The pin lasts
         lifetime_ms; `now_us` replaces the clock in tests.
         """
-        script_keys, args = self._pin_call(
-            recording_id, frames_before, frames_after=frames_after, moment_us=moment_us,
-            lifetime_ms=lifetime_ms, now_us=now_us,
+        script_keys, args = PIN.bind(
+            index=self._index, pins=self._pins, recording_id=recording_id,
+            frames_before=frames_before, frames_after=frames_after,
+            moment_us="" if moment_us is None else moment_us, lifetime_ms=lifetime_ms,
+            now_us="" if now_us is None else now_us,
         )  # fmt: skip
         return _pin_of(await self._pin_script(keys=script_keys, args=args))
 
@@ -179,7 +158,10 @@ class FrameBuffer(BufferKeys):
         pipe.zadd(self._index, {stream_id: captured_us})
         # EVALSHA by hand: a Script object in a pipeline asks SCRIPT EXISTS on every
         # execute, one more round trip per frame.
-        script_keys, args = self._trim_call(keep=keep, cap=hard_cap, now_ms=now_ms)
+        script_keys, args = TRIM.bind(
+            stream=self._stream, index=self._index, pins=self._pins, keep=keep,
+            cap=max(hard_cap, keep), now_ms=now_ms, budget=TRIM_BUDGET, max_pins=TRIM_MAX_PINS,
+        )  # fmt: skip
         pipe.evalsha(self._trim_script.sha, len(script_keys), *script_keys, *args)
         try:
             pipe.execute()

@@ -212,13 +212,13 @@ class RecordingStore(RecordingKeys):
             "list[bytes]",
             self._redis.zrangebyscore(keys.RECORDINGS_OPEN, "-inf", now_ms, start=0, num=limit),
         )
+        running, queued = _overdue_reasons(now)
         settled = []
         for raw in due:
             recording_id = raw.decode()
             if written is not None and self._settle_from_folder(recording_id, written):
                 settled.append(recording_id)
                 continue
-            running, queued = _overdue_reasons(now)
             script_keys, args = SETTLE.bind(
                 recording=keys.recording(recording_id), open=keys.RECORDINGS_OPEN,
                 recording_id=recording_id, now_ms=now_ms, now_iso=now.isoformat(),
