@@ -39,6 +39,7 @@ bench: install  ## Every benchmark of docs/benchmarks.md (needs wrk: apt-get ins
 	$(BIN)/python -m bench.throughput
 	$(BIN)/python -m bench.api_load
 	$(BIN)/python -m bench.naive
+	$(BIN)/python -m bench.prune
 
 chaos: install  ## Kill processes at random under steady traffic for 5 min; every goal checked (docs/reliability.md).
 	$(BIN)/python -m bench.chaos --mqtt

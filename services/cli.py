@@ -60,6 +60,17 @@ def needs_redis(settings: Settings) -> Settings:
     return settings
 
 
+def stack_redis(settings: Settings) -> Settings:
+    """A tool's Redis: the one configured, else that of an `up` running on the same root."""
+    from services.stack import running_stack_urls  # noqa: PLC0415  # see capture
+
+    if settings.redis_url is None:
+        urls = running_stack_urls(settings.output_dir)
+        if urls is not None:
+            return settings.model_copy(update=urls)
+    return needs_redis(settings)
+
+
 def service(command: Callable[[Settings], None]) -> Callable[..., None]:
     """Wrap a service's main(settings) as a click command body."""
 
@@ -116,6 +127,55 @@ def worker(**flags: Any) -> None:
 
 @cli.command()
 @settings_options
+def beat(**flags: Any) -> None:
+    """Send the periodic tasks: a prune pass every SCO_PRUNE_INTERVAL. Run exactly one."""
+    from services.kernel import keys  # noqa: PLC0415  # see capture
+    from services.kernel.logconfig import configure_logging  # noqa: PLC0415
+    from services.stores.taskqueue import make_celery  # noqa: PLC0415
+
+    settings = needs_redis(settings_from(flags))
+    configure_logging(settings.log_level)
+    app = make_celery(settings)
+    # The first pass now, not one interval from now: a disk filled while beat was down is
+    # pruned at once, and the health probe has something to see.
+    app.send_task(keys.PRUNE_TASK, expires=settings.prune_interval)
+    app.Beat(loglevel=settings.log_level).run()
+
+
+@cli.command()
+@settings_options
+@click.option("--dry-run", is_flag=True, help="Print what a pass would delete; delete nothing.")
+def prune(*, dry_run: bool, **flags: Any) -> None:
+    """Run one retention pass now; print each recording it deleted (or would), with sizes."""
+    import humanize  # noqa: PLC0415  # see capture
+
+    from services.stores.retention import RetentionStore  # noqa: PLC0415
+    from services.worker.prune import Pruner  # noqa: PLC0415
+    from services.worker.storage import Storage  # noqa: PLC0415
+
+    settings = stack_redis(settings_from(flags))
+    client = redis.Redis.from_url(settings.state_store_url)
+    pruner = Pruner(settings, RetentionStore(client), Storage(settings.output_dir.resolve()))
+    report = pruner.run(dry_run=dry_run)
+    if report.skipped:
+        raise click.ClickException(report.skipped)
+    verb = "would delete" if dry_run else "deleted"
+    for deletion in report.deletions:
+        click.echo(
+            f"{verb}  {deletion.camera_id}  {deletion.recording_id}  "
+            f"{deletion.event_time:%Y-%m-%d %H:%M:%S}  {humanize.naturalsize(deletion.size)}  "
+            f"({deletion.rule})"
+        )
+    click.echo(f"{verb} {len(report.deletions)} recordings, {humanize.naturalsize(report.freed)}")
+    if report.disk is not None:
+        free = humanize.naturalsize(report.disk.free_bytes)
+        click.echo(f"free space{' after' if not dry_run else ''}: {free}")
+        if report.disk.full:
+            click.echo(f"disk full: {report.disk.reason}", err=True)
+
+
+@cli.command()
+@settings_options
 @click.option("--mqtt-url", help="MQTT broker, mqtt://host:1883 [SCO_MQTT_URL].")
 def mqtt(**flags: Any) -> None:
     """Accept events published over MQTT on <prefix>/<camera_id>/events."""
@@ -131,7 +191,7 @@ def mqtt(**flags: Any) -> None:
 @settings_options
 @click.option("--mqtt-url", help="Also accept events over MQTT from this broker [SCO_MQTT_URL].")
 def up(**flags: Any) -> None:
-    """Start capture, API and workers on this machine (with an embedded Redis if no URL)."""
+    """Start capture, API, workers and beat on this machine (embedded Redis if no URL)."""
     from services.capture.source import SourceError  # noqa: PLC0415  # see capture
     from services.kernel.logconfig import configure_logging  # noqa: PLC0415
     from services.runtime.lifecycle import Lifecycle  # noqa: PLC0415
@@ -217,7 +277,7 @@ def report_final(client: httpx.Client, ids: list[str], timeout: float = 120.0) -
 
 
 @cli.command()
-@click.argument("service_name", type=click.Choice(["api", "capture", "worker", "mqtt"]))
+@click.argument("service_name", type=click.Choice(["api", "capture", "worker", "mqtt", "beat"]))
 @settings_options
 def check(service_name: str, **flags: Any) -> None:
     """Exit 0 if SERVICE_NAME is healthy (for container healthchecks), else 1 with the reason."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
@@ -17,7 +18,8 @@ from services.runtime.redisserver import RedisServer
 
 log = logging.getLogger(__name__)
 
-SERVICES = ("capture", "api", "worker")
+SERVICES = ("capture", "api", "worker", "beat")
+URLS_FILE = Path(".redis") / "urls.json"  # under the recordings root: tools find the stack's Redis
 STOP_TIMEOUT = 15.0
 READY_TIMEOUT = 60.0
 
@@ -48,9 +50,9 @@ class Stack:
             # Listed before it starts: if the second cannot start, stop() still ends the first.
             self.servers.append(server)
             server.start()
-        self.settings = self.settings.model_copy(
-            update={"redis_url": frames.url, "broker_url": broker.url}
-        )
+        urls = {"redis_url": frames.url, "broker_url": broker.url}
+        self.settings = self.settings.model_copy(update=urls)
+        (root / URLS_FILE).write_text(json.dumps(urls))
 
     def wait_ready(self, stop: threading.Event) -> bool:
         """Wait until the API answers; False if a service died first, or we were stopped."""
@@ -93,6 +95,17 @@ class Stack:
                 log.warning("%s did not stop in time; killed it", name)
         for server in self.servers:
             server.stop()
+        if self.servers:
+            (self.settings.output_dir.resolve() / URLS_FILE).unlink(missing_ok=True)
+
+
+def running_stack_urls(output_dir: Path) -> dict[str, str] | None:
+    """The Redis URLs of an `up` with embedded servers on this recordings root, if running."""
+    try:
+        urls = json.loads((output_dir.resolve() / URLS_FILE).read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return {"redis_url": str(urls["redis_url"]), "broker_url": str(urls["broker_url"])}
 
 
 def banner(settings: Settings) -> str:

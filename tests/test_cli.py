@@ -57,6 +57,15 @@ def test_up_records_a_video_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
         )  # fmt: skip
         assert sent.returncode == 0, sent.stderr
         assert sent.stdout.count(" complete 5/5 frames") == 3, sent.stdout
+        # Beat runs in the stack, and `prune` finds the stack's embedded Redis by --output.
+        children = psutil.Process(up.pid).children(recursive=True)
+        assert any("beat" in child.cmdline() for child in children)
+        pruned = subprocess.run(
+            [*CLI, "prune", "--dry-run", "--output", str(output)],
+            env=clean_env(), capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert pruned.returncode == 0, pruned.stderr
+        assert "would delete 0 recordings" in pruned.stdout
         children = psutil.Process(up.pid).children(recursive=True)
         os.killpg(up.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
         assert up.wait(timeout=30) == 0

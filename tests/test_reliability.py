@@ -4,7 +4,6 @@ bursts and shutdowns. Each test is a row of docs/reliability.md."""
 from __future__ import annotations
 
 import functools
-import os
 import shutil
 import signal
 import subprocess
@@ -26,6 +25,7 @@ from services.kernel.contracts import Recording, Status, utcnow
 from services.kernel.settings import Settings
 from services.runtime.redisserver import RedisServer, free_port
 from services.stores.recordings import RecordingStore
+from tests.support.disks import tmpfs
 from tests.support.frames import assert_right_frames, load_manifest
 from tests.support.observer import StreamObserver
 from tests.support.processes import Service, start_worker
@@ -223,13 +223,8 @@ def test_a_network_source_that_stops_and_returns_is_reconnected(
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 24 MB tmpfs of the test's own (needs root, as CI has)."""
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", str(mount)], check=True)
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=True)
+    with tmpfs(tmp_path / "disk", 24 * 2**20) as mount:
+        yield mount
 
 
 def test_a_full_disk_writes_nothing_and_recovers_once_space_is_freed(

@@ -14,6 +14,7 @@ from services.kernel.settings import Settings
 from services.stores.cameras import AsyncCameraRegistry
 from services.stores.framebuffer import FramePins
 from services.stores.recordings import AsyncRecordingStore
+from services.stores.retention import AsyncRetentionStore
 
 TIMEOUT = 2.0  # seconds to connect to or hear from a store before answering 503
 
@@ -54,6 +55,7 @@ class Context:
     frames: aioredis.Redis
     state_store: aioredis.Redis
     store: AsyncRecordingStore
+    retention: AsyncRetentionStore
     cameras: AsyncCameraRegistry
     pins: dict[str, FramePins]
     gauges: StoreGauges
@@ -66,13 +68,15 @@ class Context:
         frames, state_store = store_clients(settings, TIMEOUT)
         ingest = make_ingest(settings, frames, state_store, owns=False)
         metrics = Metrics()
-        gauges = StoreGauges(frames, state_store, ingest.pins)
+        retention = AsyncRetentionStore(state_store)
+        gauges = StoreGauges(frames, state_store, ingest.pins, retention)
         metrics.serving.register(gauges)
         return cls(
             settings=settings,
             frames=frames,
             state_store=state_store,
             store=AsyncRecordingStore(state_store),
+            retention=retention,
             cameras=AsyncCameraRegistry(frames),
             pins=ingest.pins,
             gauges=gauges,

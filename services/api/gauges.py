@@ -1,18 +1,20 @@
-"""Gauges read from Redis at scrape time: buffers, pins, queue, memory."""
+"""Gauges read from Redis at scrape time: buffers, pins, queue, memory, retention."""
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from typing import cast
 
 import redis
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from redis import asyncio as aioredis
 
 from services.kernel import keys
 from services.stores.framebuffer import FramePins
+from services.stores.retention import AsyncRetentionStore
 
 log = logging.getLogger(__name__)
 
@@ -25,12 +27,17 @@ class StoreGauges(Collector):
     """
 
     def __init__(
-        self, frames: aioredis.Redis, state_store: aioredis.Redis, pins: dict[str, FramePins]
+        self,
+        frames: aioredis.Redis,
+        state_store: aioredis.Redis,
+        pins: dict[str, FramePins],
+        retention: AsyncRetentionStore,
     ) -> None:
         self.frames = frames
         self.state_store = state_store
         self.pins = pins
-        self._families: list[GaugeMetricFamily] = []
+        self.retention = retention
+        self._families: list[Metric] = []
 
     async def refresh(self) -> None:
         """Read every gauge now; none when a store does not answer."""
@@ -40,11 +47,11 @@ class StoreGauges(Collector):
             log.debug("store gauges not read: %s", error)
             self._families = []
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[Metric]:
         """What the last refresh read."""
         yield from self._families
 
-    async def _read(self) -> list[GaugeMetricFamily]:
+    async def _read(self) -> list[Metric]:
         length = GaugeMetricFamily(
             "sco_stream_length", "Frames in the camera's stream.", labels=["camera_id"]
         )
@@ -57,7 +64,53 @@ class StoreGauges(Collector):
         memory = GaugeMetricFamily(
             "sco_redis_used_memory_bytes", "Redis used_memory.", labels=["store"]
         )
+        filled = GaugeMetricFamily(
+            "sco_redis_memory_fill_ratio",
+            "used_memory / maxmemory (0 without a maxmemory); alert well before 1, where the "
+            "state store refuses writes.",
+            labels=["store"],
+        )
         for name, client in (("frames", self.frames), ("state", self.state_store)):
             info = cast("dict[str, int]", await client.info("memory"))
             memory.add_metric([name], info["used_memory"])
-        return [length, pins, queued, memory]
+            most = int(info.get("maxmemory", 0))
+            filled.add_metric([name], info["used_memory"] / most if most else 0.0)
+        return [length, pins, queued, memory, filled, *await self._retention()]
+
+    async def _retention(self) -> list[Metric]:
+        """Disk, recordings and holds per camera, deletions per camera and rule."""
+        disk = await self.retention.disk()
+        free = GaugeMetricFamily(
+            "sco_recordings_free_bytes", "Free bytes of the recordings filesystem (last prune)."
+        )
+        full = GaugeMetricFamily(
+            "sco_recordings_disk_full",
+            "1 while events are refused: under SCO_MIN_FREE_BYTES, nothing left to delete.",
+        )
+        if disk is not None:
+            free.add_metric([], disk.free_bytes)
+            full.add_metric([], int(disk.full))
+        size, count, age, held = (
+            GaugeMetricFamily(name, text, labels=["camera_id"])
+            for name, text in (
+                ("sco_recordings_bytes", "Bytes of the camera's recordings on disk."),
+                ("sco_recordings_count", "Recordings of the camera kept."),
+                ("sco_recordings_oldest_age_seconds", "Age of the camera's oldest recording."),
+                ("sco_recordings_held", "Recordings of the camera on hold."),
+            )
+        )
+        now_ms = time.time() * 1000
+        for camera, usage in (await self.retention.usage()).items():
+            size.add_metric([camera], usage.size)
+            count.add_metric([camera], usage.count)
+            held.add_metric([camera], usage.held)
+            if usage.oldest_ms is not None:
+                age.add_metric([camera], max(0.0, (now_ms - usage.oldest_ms) / 1000))
+        deleted = CounterMetricFamily(
+            "sco_retention_deletions",
+            "Recordings deleted by retention, by camera and rule.",
+            labels=["camera_id", "rule"],
+        )
+        for (camera, rule), total in (await self.retention.deletions()).items():
+            deleted.add_metric([camera, rule], total)
+        return [free, full, size, count, age, held, deleted]

@@ -7,7 +7,10 @@ recordings.
 from __future__ import annotations
 
 import logging
+import math
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -17,8 +20,11 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from services.kernel.contracts import (
+    EVENT_HOLD_BY,
+    DiskStatus,
     EventAccepted,
     EventIn,
+    Hold,
     Recording,
     RecordingJob,
     Status,
@@ -30,9 +36,12 @@ from services.kernel.outages import RETRY_AFTER_SECONDS
 from services.kernel.settings import Settings
 from services.stores.framebuffer import FramePins
 from services.stores.recordings import AsyncRecordingStore, QueueFullError
+from services.stores.retention import AsyncRetentionStore
 from services.stores.taskqueue import make_celery, record_message
 
 log = logging.getLogger(__name__)
+
+DISK_STATUS_SECONDS = 1.0  # how stale the disk status the ingest admits events by may be
 
 
 def store_clients(settings: Settings, timeout: float) -> tuple[aioredis.Redis, aioredis.Redis]:
@@ -57,8 +66,37 @@ def make_ingest(
     """An Ingest on these clients; `owns`: closing it closes them."""
     pins = {camera: FramePins(frames, camera) for camera in settings.camera_ids}
     store = AsyncRecordingStore(state_store)
+    disk = DiskGate(AsyncRetentionStore(state_store), retry_after=round(settings.prune_interval))
     clients = (frames, state_store) if owns else ()
-    return Ingest(settings, store, pins, make_celery(settings), clients=clients)
+    return Ingest(settings, store, pins, make_celery(settings), disk, clients=clients)
+
+
+@dataclass
+class DiskGate:
+    """Refuses events while the recordings disk is under its floor with nothing left to
+    delete, as the last prune pass found it: such an event could only fail. The status is
+    read at most once a second, so accepting an event costs no extra round trip."""
+
+    store: AsyncRetentionStore
+    retry_after: int
+    clock: Callable[[], float] = time.monotonic
+    _status: DiskStatus | None = None
+    _read_at: float = -math.inf
+
+    async def status(self) -> DiskStatus | None:
+        """The last prune pass's disk status (None: no pass ran lately)."""
+        if self.clock() - self._read_at >= DISK_STATUS_SECONDS:
+            self._status = await self.store.disk()
+            self._read_at = self.clock()
+        return self._status
+
+    async def check(self) -> None:
+        """Raise EventRefusedError (503) while the disk is full."""
+        status = await self.status()
+        if status is not None and status.full:
+            raise EventRefusedError(
+                503, f"not recording: {status.reason}", max(RETRY_AFTER_SECONDS, self.retry_after)
+            )
 
 
 class EventRefusedError(Exception):
@@ -88,6 +126,7 @@ class Ingest:
     store: AsyncRecordingStore
     pins: dict[str, FramePins]
     celery: Celery
+    disk: DiskGate
     clients: tuple[aioredis.Redis, ...] = ()
 
     async def accept(self, event: EventIn, idempotency_key: str | None) -> Accepted:
@@ -97,6 +136,7 @@ class Ingest:
         store that claims the idempotency key, creates the recording and pushes the job.
         """
         camera_id, frames_before = self._validate(event)
+        await self.disk.check()
         job = await self._pin(event, camera_id, frames_before)
         recording = _recording_of(job, self._deadline_of(job))
         message = record_message(self.celery, job.model_dump(mode="json"), job.recording_id)
@@ -205,6 +245,9 @@ class Ingest:
             pin_member=pin.member,
             pin_deadline_ms=pin.deadline_ms,
             metadata=event.metadata,
+            hold=Hold(reason="held from its event", by=EVENT_HOLD_BY, at=received_at)
+            if event.hold
+            else None,
         )
 
     def _deadline_of(self, job: RecordingJob) -> datetime:
@@ -233,6 +276,7 @@ def _recording_of(job: RecordingJob, deadline: datetime) -> Recording:
         received_at=job.received_at,
         updated_at=job.received_at,
         deadline=deadline,
+        hold=job.hold,
     )
 
 

@@ -58,6 +58,24 @@ class Status(str, Enum):
 FINAL_STATUSES = frozenset({Status.COMPLETE, Status.PARTIAL, Status.FAILED})
 
 
+class HoldIn(BaseModel):
+    """A request to keep a recording whatever the retention rules say."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=500, description="Why, e.g. the case number.")
+    by: str = Field(min_length=1, max_length=100, description="Who asked.")
+
+
+class Hold(HoldIn):
+    """A hold as stored: what was asked, and when."""
+
+    at: datetime
+
+
+EVENT_HOLD_BY = "event"
+
+
 class EventIn(BaseModel):
     """What the cashier system sends, over HTTP or MQTT; every field is optional."""
 
@@ -71,6 +89,7 @@ class EventIn(BaseModel):
     frames_before: int | None = Field(default=None, ge=1)
     frames_after: int = Field(default=0, ge=0)
     metadata: dict[str, Any] = Field(default_factory=dict)
+    hold: bool = Field(default=False, description="Hold the recording from the start.")
 
     @field_validator("metadata")
     @classmethod
@@ -106,6 +125,7 @@ class RecordingJob(BaseModel):
     pin_member: str
     pin_deadline_ms: int
     metadata: dict[str, Any]
+    hold: Hold | None = None
 
 
 class FrameRecord(BaseModel):
@@ -142,6 +162,7 @@ class Manifest(BaseModel):
     encoder: str
     frames: list[FrameRecord]
     metadata: dict[str, Any]
+    hold: Hold | None = Field(default=None, description="Kept whatever retention says, and why.")
 
 
 class Recording(BaseModel):
@@ -166,6 +187,38 @@ class Recording(BaseModel):
     deliveries: int | None = Field(
         default=None, description="How many times a worker started its job."
     )
+    bytes: int | None = Field(default=None, description="Size of its folder on disk.")
+    hold: Hold | None = Field(default=None, description="Kept whatever retention says, and why.")
+    released: Hold | None = Field(default=None, description="The last hold's release: who, why.")
+
+
+class Gone(BaseModel):
+    """What is left of a recording that retention deleted: enough to answer 410."""
+
+    recording_id: str
+    camera_id: str
+    rule: str
+    reason: str
+    deleted_at: datetime
+
+    @property
+    def message(self) -> str:
+        """The 410 answer's detail."""
+        return (
+            f"recording {self.recording_id} was deleted by retention on "
+            f"{self.deleted_at.isoformat(timespec='seconds')}: {self.reason}"
+        )
+
+
+class DiskStatus(BaseModel):
+    """The recordings filesystem as the last prune pass left it; the API admits events by it."""
+
+    free_bytes: int
+    total_bytes: int
+    min_free_bytes: int
+    full: bool = Field(description="Under the floor with nothing left that may be deleted.")
+    reason: str | None = None
+    checked_at: datetime
 
 
 class CameraStatus(BaseModel):

@@ -62,6 +62,35 @@ def recordings_of(camera_id: str) -> str:
     return f"{PREFIX}:recordings:{camera_id}"
 
 
+# Retention: what the prune may delete, what recordings weigh, what it deleted and why.
+# Final recordings not on hold, scored by received time (ms): the only candidates of a rule.
+RETENTION = f"{PREFIX}:retention"
+
+
+def retention_of(camera_id: str) -> str:
+    """The camera's part of RETENTION."""
+    return f"{PREFIX}:retention:{camera_id}"
+
+
+def held_of(camera_id: str) -> str:
+    """Set of the camera's recordings on hold."""
+    return f"{PREFIX}:held:{camera_id}"
+
+
+def gone(recording_id: str) -> str:
+    """Expiring hash left by a deleted recording: camera, rule, reason, when."""
+    return f"{PREFIX}:gone:{recording_id}"
+
+
+USAGE_BYTES = f"{PREFIX}:usage:bytes"  # hash camera -> bytes of its recordings on disk
+DELETIONS = f"{PREFIX}:deletions"  # hash "camera|rule" -> recordings deleted, ever
+DISK = f"{PREFIX}:disk"  # expiring JSON DiskStatus written by each prune pass
+PRUNE_LOCK = f"{PREFIX}:prune:lock"
+MAINTENANCE_QUEUE = "sco-maintenance"
+PRUNE_TASK = "sco.prune"
+HOLD_TASK = "sco.write-hold"
+
+
 # MQTT ingest: recordings accepted over MQTT whose final status is still to be published.
 MQTT_PENDING = f"{PREFIX}:mqtt:pending"
 MQTT_ALIVE_SECONDS = 15

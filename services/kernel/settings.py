@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -9,6 +10,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     AliasChoices,
+    BaseModel,
+    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -23,6 +26,15 @@ _CAMERA_ID = re.compile(CAMERA_ID_PATTERN)
 
 class SettingsError(ValueError):
     """Raised when the configuration is invalid; the message names the offending setting."""
+
+
+class CameraRetention(BaseModel):
+    """One camera's retention, where it differs from SCO_RETENTION_DAYS / _MAX_BYTES."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    days: float | None = Field(default=None, ge=0, description="0 = no age limit.")
+    max_bytes: int | None = Field(default=None, ge=0, description="0 = no cap.")
 
 
 class Settings(BaseSettings):
@@ -89,6 +101,32 @@ class Settings(BaseSettings):
     output_dir: Path = Field(default=Path("recordings"), description="Recordings root.")
     png_encoder: Literal["fpng", "cv2"] = Field(default="fpng", description="PNG encoder.")
     png_compression: int = Field(default=1, ge=0, le=9, description="cv2 PNG compression level.")
+
+    # Retention: what the prune deletes, oldest first; a recording on hold is never deleted.
+    retention_days: float = Field(
+        default=30.0, ge=0, description="Days a recording is kept; 0 = no age limit."
+    )
+    retention_max_bytes: int = Field(
+        default=0, ge=0, description="Cap on the recordings' total bytes; 0 = no cap."
+    )
+    min_free_bytes: int = Field(
+        default=1024**3, ge=0,
+        description="Free bytes the recordings filesystem keeps: below it the oldest "
+        "recordings go first, and events are refused once nothing is left to delete.",
+    )  # fmt: skip
+    camera_retention: dict[str, CameraRetention] = Field(
+        default_factory=dict,
+        description='Per-camera overrides, JSON: {"lane-2": {"days": 7, "max_bytes": 0}}.',
+    )
+    prune_interval: float = Field(
+        default=30.0, gt=0, description="Seconds between prune passes (Celery beat)."
+    )
+    prune_batch: int = Field(
+        default=200, ge=1, le=10_000, description="Recordings deleted per batch of a prune pass."
+    )
+    tombstone_days: float = Field(
+        default=30.0, gt=0, description="Days a deleted recording still answers 410 Gone."
+    )
 
     # API.
     host: str = Field(default="127.0.0.1", description="API bind address.")
@@ -179,6 +217,16 @@ class Settings(BaseSettings):
             raise ValueError(f"must match {CAMERA_ID_PATTERN}")
         return value
 
+    @field_validator("camera_retention")
+    @classmethod
+    def _check_retention_cameras(
+        cls, value: dict[str, CameraRetention]
+    ) -> dict[str, CameraRetention]:
+        for camera in value:
+            if not _CAMERA_ID.match(camera):
+                raise ValueError(f"{camera!r} must match {CAMERA_ID_PATTERN}")
+        return value
+
     @field_validator("cameras")
     @classmethod
     def _check_cameras(cls, value: list[str]) -> list[str]:
@@ -240,6 +288,16 @@ class Settings(BaseSettings):
         """How long an event's frames stay pinned."""
         return self.pin_seconds or self.least_pin_seconds
 
+    def retention_days_of(self, camera_id: str) -> float:
+        """Days a camera's recordings are kept (0: no age limit)."""
+        override = self.camera_retention.get(camera_id)
+        return self.retention_days if override is None or override.days is None else override.days
+
+    def retention_max_bytes_of(self, camera_id: str) -> int:
+        """Cap on one camera's recordings (0: none beyond the total cap)."""
+        override = self.camera_retention.get(camera_id)
+        return 0 if override is None or override.max_bytes is None else override.max_bytes
+
     @property
     def camera_ids(self) -> list[str]:
         """Cameras the API accepts; the capture's own camera when none is listed."""
@@ -279,7 +337,8 @@ def describe_errors(error: ValidationError, label: Callable[[str], str] = str) -
 
 
 def _as_setting(name: str) -> str:
-    return f"invalid setting {name} (SCO_{name.upper()})"
+    field, _, within = name.partition(".")
+    return f"invalid setting {name} (SCO_{field.upper()}{' at ' + within if within else ''})"
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
@@ -292,6 +351,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
             text = value.get_secret_value()
         elif isinstance(value, list):
             text = ",".join(value)
+        elif isinstance(value, dict):
+            text = json.dumps(value)
         else:
             text = str(value)
         env[f"SCO_{name.upper()}"] = text

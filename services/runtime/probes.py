@@ -11,6 +11,7 @@ from services.kernel import keys
 from services.kernel.contracts import utcnow
 from services.kernel.settings import Settings
 from services.stores.cameras import CameraRegistry
+from services.stores.retention import RetentionStore
 from services.stores.taskqueue import make_celery
 
 TIMEOUT = 3.0
@@ -68,4 +69,24 @@ def probe_mqtt(settings: Settings) -> str:
     return "mqtt: connected"
 
 
-PROBES = {"api": probe_api, "capture": probe_capture, "worker": probe_worker, "mqtt": probe_mqtt}
+def probe_beat(settings: Settings) -> str:
+    """Prune passes run: the disk status a pass publishes lapses after 3 intervals unless
+    beat keeps sending passes and a worker keeps running them."""
+    client = redis.Redis.from_url(settings.state_store_url, socket_timeout=TIMEOUT)
+    try:
+        disk = RetentionStore(client).disk()
+    finally:
+        client.close()
+    if disk is None:
+        raise Unhealthy("beat: no prune pass ran lately (beat or every worker is down)")
+    age = (utcnow() - disk.checked_at).total_seconds()
+    return f"beat: last prune pass {age:.0f} s ago{', disk full' if disk.full else ''}"
+
+
+PROBES = {
+    "api": probe_api,
+    "capture": probe_capture,
+    "worker": probe_worker,
+    "mqtt": probe_mqtt,
+    "beat": probe_beat,
+}

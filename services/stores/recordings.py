@@ -13,7 +13,7 @@ import redis
 from redis import asyncio as aioredis
 
 from services.kernel import keys
-from services.kernel.contracts import Manifest, Recording, Status, utcnow
+from services.kernel.contracts import Hold, Manifest, Recording, Status, utcnow
 from services.stores.scripts import CREATE, REQUEUED, SETTLE, START, UPDATE, ScriptArg
 
 log = logging.getLogger(__name__)
@@ -40,15 +40,18 @@ class RecordingKeys:
         max_queued: int,
     ) -> tuple[list[str], list[ScriptArg]]:
         idem = keys.idempotency(recording.camera_id, idempotency_key) if idempotency_key else ""
-        fields = _to_fields(recording)
+        score = _score(recording.received_at)
+        # received_ms: the score under which retention lists the recording once final.
+        fields = {**_to_fields(recording), "received_ms": str(score)}
         return CREATE.bind(
             idempotency=idem or keys.recording(recording.recording_id),
             recording=keys.recording(recording.recording_id), all=keys.RECORDINGS_ALL,
             of_camera=keys.recordings_of(recording.camera_id), queue=keys.RECORD_QUEUE,
-            open=keys.RECORDINGS_OPEN, claim="1" if idem else "0",
-            recording_id=recording.recording_id, ttl=ttl, score=_score(recording.received_at),
-            max_queued=max_queued, job_message=job_message,
+            open=keys.RECORDINGS_OPEN, held=keys.held_of(recording.camera_id),
+            claim="1" if idem else "0", recording_id=recording.recording_id, ttl=ttl,
+            score=score, max_queued=max_queued, job_message=job_message,
             deadline_ms=_ms(recording.deadline or recording.received_at),
+            on_hold="1" if recording.hold else "0",
             fields=[item for pair in fields.items() for item in pair],
         )  # fmt: skip
 
@@ -57,6 +60,15 @@ class RecordingKeys:
         if reply is None:
             raise QueueFullError(f"{max_queued} recordings are already queued")
         return reply.decode() if isinstance(reply, bytes) else str(reply)
+
+    @staticmethod
+    def _final_keys(camera_id: str) -> dict[str, str]:
+        """The keys a script that may make a recording final writes for retention."""
+        return {
+            "retention": keys.RETENTION,
+            "camera_retention": keys.retention_of(camera_id),
+            "usage": keys.USAGE_BYTES,
+        }
 
     @staticmethod
     def _parsed(fields: object) -> Recording | None:
@@ -153,8 +165,12 @@ class RecordingStore(RecordingKeys):
         reason: str | None = None,
         frames_saved: int | None = None,
         path: str | None = None,
+        size: int | None = None,
     ) -> bool:
-        """Move a recording to a status; False if it was already final (or unknown)."""
+        """Move a recording to a status; False if it was already final (or unknown).
+
+        `size`: the bytes of the folder written, which count towards its camera's usage.
+        """
         fields: dict[str, str] = {"status": status.value, "updated_at": utcnow().isoformat()}
         if reason is not None:
             fields["reason"] = reason
@@ -162,12 +178,21 @@ class RecordingStore(RecordingKeys):
             fields["frames_saved"] = str(frames_saved)
         if path is not None:
             fields["path"] = path
+        if size is not None:
+            fields["bytes"] = str(size)
+        camera_id = self._camera_of(recording_id) if status.is_final else ""
         script_keys, args = UPDATE.bind(
             recording=keys.recording(recording_id), open=keys.RECORDINGS_OPEN,
-            recording_id=recording_id, final="1" if status.is_final else "0",
+            **self._final_keys(camera_id), recording_id=recording_id,
+            final="1" if status.is_final else "0", camera_id=camera_id,
             fields=[item for pair in fields.items() for item in pair],
         )  # fmt: skip
         return bool(self._update(keys=script_keys, args=args))
+
+    def _camera_of(self, recording_id: str) -> str:
+        """A recording's camera ('' if unknown): the keys of its retention bookkeeping."""
+        camera = cast("bytes | None", self._redis.hget(keys.recording(recording_id), "camera_id"))
+        return camera.decode() if camera else ""
 
     def start(
         self, recording_id: str, *, retries: int, max_deliveries: int, deadline: datetime
@@ -179,11 +204,13 @@ class RecordingStore(RecordingKeys):
             f"its worker process died on each of its {max_deliveries} runs "
             "(SCO_MAX_DELIVERIES); the job is not tried again"
         )
+        camera_id = self._camera_of(recording_id)
         script_keys, args = START.bind(
             recording=keys.recording(recording_id), open=keys.RECORDINGS_OPEN,
-            recording_id=recording_id, max_deliveries=max_deliveries, retries=retries,
-            deadline_ms=_ms(deadline), deadline_iso=deadline.isoformat(), now_iso=_now(),
-            failed_reason=reason,
+            **self._final_keys(camera_id), recording_id=recording_id,
+            max_deliveries=max_deliveries, retries=retries, deadline_ms=_ms(deadline),
+            deadline_iso=deadline.isoformat(), now_iso=_now(), failed_reason=reason,
+            camera_id=camera_id,
         )  # fmt: skip
         status, deliveries = self._start(keys=script_keys, args=args)
         text = status.decode()
@@ -219,10 +246,12 @@ class RecordingStore(RecordingKeys):
             if written is not None and self._settle_from_folder(recording_id, written):
                 settled.append(recording_id)
                 continue
+            camera_id = self._camera_of(recording_id)
             script_keys, args = SETTLE.bind(
                 recording=keys.recording(recording_id), open=keys.RECORDINGS_OPEN,
-                recording_id=recording_id, now_ms=now_ms, now_iso=now.isoformat(),
-                running_reason=running, queued_reason=queued,
+                **self._final_keys(camera_id), recording_id=recording_id, now_ms=now_ms,
+                now_iso=now.isoformat(), running_reason=running, queued_reason=queued,
+                camera_id=camera_id,
             )  # fmt: skip
             was = self._settle(keys=script_keys, args=args)
             if was:
@@ -246,6 +275,7 @@ class RecordingStore(RecordingKeys):
             reason=manifest.reason,
             frames_saved=manifest.frames_saved,
             path=str(path),
+            size=folder_size(path),
         )
         return True
 
@@ -286,10 +316,34 @@ def _overdue_reasons(now: datetime) -> tuple[str, str]:
     )
 
 
+_HOLDS = ("hold", "released")  # the hash fields that hold a Hold as JSON
+
+
+def folder_size(path: Path) -> int:
+    """Bytes of the files in a recording's folder (0 if there is none)."""
+    try:
+        return sum(entry.stat().st_size for entry in path.iterdir() if entry.is_file())
+    except FileNotFoundError:
+        return 0
+
+
+def hold_field(hold: Hold | None) -> str:
+    """A hold as the recording hash holds it: JSON, or '' for none."""
+    return hold.model_dump_json() if hold else ""
+
+
 def _to_fields(recording: Recording) -> dict[str, str]:
-    data = recording.model_dump(mode="json", exclude_none=True)
-    return {key: str(value) for key, value in data.items()}
+    data = recording.model_dump(mode="json", exclude_none=True, exclude=set(_HOLDS))
+    fields = {key: str(value) for key, value in data.items()}
+    for name in _HOLDS:
+        if (hold := getattr(recording, name)) is not None:
+            fields[name] = hold_field(hold)
+    return fields
 
 
 def _from_fields(fields: dict[bytes, bytes]) -> Recording:
-    return Recording.model_validate({key.decode(): value.decode() for key, value in fields.items()})
+    data: dict[str, object] = {key.decode(): value.decode() for key, value in fields.items()}
+    for name in _HOLDS:
+        if name in data:
+            data[name] = Hold.model_validate_json(cast("str", data[name]))
+    return Recording.model_validate(data)

@@ -3,7 +3,8 @@
 Each script names its KEYS and ARGV once, here, in the order the `.lua` file reads them; a
 store calls `SCRIPT.bind(name=value, ...)` and gets the two lists Redis wants, so no caller
 counts positions. Every script starts with the set of final statuses, built from `Status`,
-so Lua and Python cannot disagree on which statuses are final.
+so Lua and Python cannot disagree on which statuses are final, and with `on_final`, the one
+bookkeeping every way to a final status shares.
 """
 
 from __future__ import annotations
@@ -17,7 +18,20 @@ from services.kernel.contracts import FINAL_STATUSES
 ScriptArg = bytes | str | int | float
 
 _FINAL = ", ".join(f"{status.value}=true" for status in sorted(FINAL_STATUSES))
-PREAMBLE = f"local FINAL = {{{_FINAL}}}\n"
+# What every script that makes a recording final does next: its bytes count towards its
+# camera's usage, and unless it is on hold, the retention rules may now consider it.
+_ON_FINAL = """
+local function on_final(recording_key, recording_id, camera_id, retention_key,
+                        camera_retention_key, usage_key)
+  local bytes = tonumber(redis.call('HGET', recording_key, 'bytes') or '0')
+  redis.call('HINCRBY', usage_key, camera_id, bytes)
+  if redis.call('HEXISTS', recording_key, 'hold') == 1 then return end
+  local score = redis.call('HGET', recording_key, 'received_ms') or '0'
+  redis.call('ZADD', retention_key, score, recording_id)
+  redis.call('ZADD', camera_retention_key, score, recording_id)
+end
+"""
+PREAMBLE = f"local FINAL = {{{_FINAL}}}\n{_ON_FINAL}"
 
 
 @dataclass(frozen=True)
@@ -69,18 +83,22 @@ TRIM = LuaScript.load(
 )
 CREATE = LuaScript.load(
     "create",
-    keys=("idempotency", "recording", "all", "of_camera", "queue", "open"),
+    keys=("idempotency", "recording", "all", "of_camera", "queue", "open", "held"),
     args=("claim", "recording_id", "ttl", "score", "max_queued", "job_message", "deadline_ms",
-          "*fields"),
+          "on_hold", "*fields"),
 )  # fmt: skip
+# The keys `on_final` writes, after those a finalising script names itself.
+FINAL_KEYS = ("retention", "camera_retention", "usage")
 UPDATE = LuaScript.load(
-    "update", keys=("recording", "open"), args=("recording_id", "final", "*fields")
+    "update",
+    keys=("recording", "open", *FINAL_KEYS),
+    args=("recording_id", "final", "camera_id", "*fields"),
 )
 START = LuaScript.load(
     "start",
-    keys=("recording", "open"),
+    keys=("recording", "open", *FINAL_KEYS),
     args=("recording_id", "max_deliveries", "retries", "deadline_ms", "deadline_iso", "now_iso",
-          "failed_reason"),
+          "failed_reason", "camera_id"),
 )  # fmt: skip
 REQUEUED = LuaScript.load(
     "requeued",
@@ -89,6 +107,17 @@ REQUEUED = LuaScript.load(
 )
 SETTLE = LuaScript.load(
     "settle",
-    keys=("recording", "open"),
-    args=("recording_id", "now_ms", "now_iso", "running_reason", "queued_reason"),
+    keys=("recording", "open", *FINAL_KEYS),
+    args=("recording_id", "now_ms", "now_iso", "running_reason", "queued_reason", "camera_id"),
+)
+RETIRE = LuaScript.load(
+    "retire",
+    keys=("recording", "gone", "all", "of_camera", "retention", "camera_retention", "usage",
+          "deletions", "open"),
+    args=("recording_id", "camera_id", "rule", "reason", "now_iso", "tombstone_ttl"),
+)  # fmt: skip
+HOLD = LuaScript.load(
+    "hold",
+    keys=("recording", "gone", "held", "retention", "camera_retention"),
+    args=("recording_id", "camera_id", "hold", "released"),
 )

@@ -28,7 +28,21 @@ def make_celery(settings: Settings) -> Celery:
         task_time_limit=settings.task_time_limit,
         task_soft_time_limit=soft_limit,
         task_default_queue=keys.RECORD_QUEUE,
-        task_routes={keys.RECORD_TASK: {"queue": keys.RECORD_QUEUE}},
+        task_routes={
+            keys.RECORD_TASK: {"queue": keys.RECORD_QUEUE},
+            keys.PRUNE_TASK: {"queue": keys.MAINTENANCE_QUEUE},
+            keys.HOLD_TASK: {"queue": keys.MAINTENANCE_QUEUE},
+        },
+        # `sco-recorder beat`: a prune pass every SCO_PRUNE_INTERVAL, dropped if no worker
+        # took it before the next; the schedule lives in memory (nothing to write on disk).
+        beat_schedule={
+            "prune": {
+                "task": keys.PRUNE_TASK,
+                "schedule": settings.prune_interval,
+                "options": {"expires": settings.prune_interval},
+            }
+        },
+        beat_scheduler="celery.beat:Scheduler",
         # A job not acknowledged within this time is handed to another worker: it must be
         # longer than any job may run, or a slow job would run twice.
         broker_transport_options={"visibility_timeout": settings.task_time_limit * 2 + 60},

@@ -15,14 +15,16 @@ from services.kernel.logconfig import configure_logging
 from services.kernel.settings import Settings
 from services.stores.framebuffer import FrameBuffer
 from services.stores.recordings import RecordingStore
+from services.stores.retention import RetentionStore
 from services.stores.taskqueue import make_celery
 from services.worker.encoder import make_encoder
 from services.worker.heap import keep_heap
 from services.worker.liveness import Takeover, install
 from services.worker.metrics import serving_registry
+from services.worker.prune import Pruner
 from services.worker.recorder import Recorder
 from services.worker.storage import Storage
-from services.worker.tasks import register_tasks
+from services.worker.tasks import register_maintenance, register_tasks
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,8 @@ def build_app(settings: Settings) -> Celery:
         run_seconds=run_seconds,
     )
     register_tasks(app, recorder, store)
+    pruner = Pruner(settings, RetentionStore(state_store), recorder.storage)
+    register_maintenance(app, pruner, store)
     takeover_client = redis.Redis.from_url(
         settings.state_store_url, socket_timeout=settings.worker_heartbeat * 2,
         socket_connect_timeout=settings.worker_heartbeat * 2,
@@ -78,7 +82,7 @@ def main(settings: Settings) -> None:
             "worker",
             f"--loglevel={settings.log_level}",
             f"--concurrency={settings.workers}",
-            f"--queues={keys.RECORD_QUEUE}",
+            f"--queues={keys.RECORD_QUEUE},{keys.MAINTENANCE_QUEUE}",
             "--without-gossip",
             "--without-mingle",
         ]

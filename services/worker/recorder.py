@@ -26,7 +26,7 @@ from services.kernel.contracts import (
 from services.kernel.framecodec import Frame
 from services.kernel.outages import TRANSIENT
 from services.stores.framebuffer import FrameBuffer, Window
-from services.stores.recordings import RecordingStore
+from services.stores.recordings import RecordingStore, folder_size
 from services.worker.encoder import Encoder
 from services.worker.metrics import WorkerMetrics
 from services.worker.storage import StagedRecording, Storage, StorageFullError
@@ -110,9 +110,11 @@ class Recorder:
                 reason=outcome.reason,
                 frames_saved=outcome.frames_saved,
                 path=str(outcome.path),
+                size=folder_size(outcome.path),
             )
         )
         buffer.release(job.pin_member)
+        self._show_hold(job.recording_id, outcome.path)
         finished = self.clock()
         self.metrics.recordings.labels(outcome.status.value).inc()
         self.metrics.job_seconds.observe(finished - started)
@@ -135,6 +137,12 @@ class Recorder:
                 log.warning("state store unavailable; trying again in %.1f s", delay)
                 self.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _show_hold(self, recording_id: str, path: Path) -> None:
+        """A hold placed while the job ran is in the state but not yet in metadata.json."""
+        recording = self._outlasting_outages(lambda: self.store.get(recording_id))
+        if recording is not None:
+            self.storage.write_hold(path, recording.hold)
 
     def abandon(self, job: RecordingJob) -> None:
         """Release a failed job's pin now rather than when it expires."""
@@ -350,4 +358,5 @@ def _manifest(
         encoder=encoder,
         frames=frames,
         metadata=job.metadata,
+        hold=job.hold,
     )

@@ -15,17 +15,18 @@ import shutil
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import date
 from pathlib import Path
 
-from services.kernel.contracts import RECORDING_ID_PATTERN, Manifest, Recording
+from services.kernel.contracts import RECORDING_ID_PATTERN, Hold, Manifest, Recording
 from services.kernel.settings import CAMERA_ID_PATTERN
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "metadata.json"
 STAGING = ".staging"
+TRASH = ".trash"  # folders being deleted: renamed here first, so none is seen half-deleted
 _CAMERA = re.compile(CAMERA_ID_PATTERN)
 _RECORDING = re.compile(RECORDING_ID_PATTERN)
 
@@ -150,6 +151,53 @@ class Storage:
                 shutil.rmtree(leftover, ignore_errors=True)
                 removed += 1
         return removed
+
+    def write_hold(self, path: Path, hold: Hold | None) -> bool:
+        """Show a recording's hold in its metadata.json (replaced in one rename); False if
+        the recording has no folder or already shows it."""
+        manifest = self.read_manifest(path)
+        if manifest is None or manifest.hold == hold:
+            return False
+        updated = manifest.model_copy(update={"hold": hold})
+        temporary = path / f".{MANIFEST}.{uuid.uuid4().hex[:8]}"
+        StagedRecording(path).write(temporary.name, updated.model_dump_json(indent=2).encode())
+        os.replace(temporary, path / MANIFEST)
+        _fsync_dir(path)
+        return True
+
+    def move_aside(self, path: Path, recording_id: str) -> Path | None:
+        """Rename a recording's folder into the trash, where nobody looks for it; None if it
+        has no folder."""
+        if not path.exists():
+            return None
+        self._check_inside_root(path.parent)
+        trash = self.root / TRASH
+        trash.mkdir(exist_ok=True)
+        aside = trash / f"{recording_id}.{uuid.uuid4().hex[:8]}"
+        try:
+            os.rename(path, aside)
+        except FileNotFoundError:
+            return None
+        return aside
+
+    def put_back(self, aside: Path, path: Path) -> None:
+        """Undo move_aside: the recording was put on hold meanwhile."""
+        os.rename(aside, path)
+
+    def remove(self, aside: Path, day_folder: Path, today: date) -> None:
+        """Delete a folder moved aside, and its day's folder once empty and in the past (a
+        worker may still be committing into today's or yesterday's)."""
+        shutil.rmtree(aside, ignore_errors=True)
+        if (today - date.fromisoformat(day_folder.name)).days > 1:
+            with suppress(OSError):  # not empty, or already gone
+                day_folder.rmdir()
+
+    def trash(self) -> list[tuple[str, Path]]:
+        """Folders a pass moved aside and did not finish with (it died): (recording ID, path)."""
+        trash = self.root / TRASH
+        if not trash.is_dir():
+            return []
+        return [(entry.name.partition(".")[0], entry) for entry in trash.iterdir()]
 
     def _check_inside_root(self, folder: Path) -> None:
         """Refuse a folder that resolves outside the root, e.g. through a planted symlink."""

@@ -1,4 +1,5 @@
-"""The Celery task: validate the payload, call the recorder, declare retries."""
+"""The Celery tasks: record (validate the payload, call the recorder, declare retries), and
+the maintenance ones: a prune pass, and showing a hold in a recording's metadata.json."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from services.kernel.backoff import compute_backoff
 from services.kernel.contracts import RecordingJob, Status
 from services.kernel.outages import TRANSIENT
 from services.stores.recordings import RecordingStore
+from services.worker.prune import Pruner
 from services.worker.recorder import Recorder, SupersededError
 from services.worker.storage import StorageFullError
 
@@ -68,8 +70,41 @@ def register_tasks(app: Celery, recorder: Recorder, store: RecordingStore) -> No
             retry(self, payload, counts, "transient_retries", error)
         except StorageFullError as error:
             store.update(job.recording_id, Status.RUNNING, reason=f"{error}; retrying")
+            prune_soon(app)
             retry(self, payload, counts, "storage_retries", error)
         raise AssertionError("unreachable: retry raises")  # pragma: no cover
+
+
+def register_maintenance(app: Celery, pruner: Pruner, store: RecordingStore) -> None:
+    """Bind the prune task (Celery beat sends it every SCO_PRUNE_INTERVAL) and the hold task
+    (the API sends it when a hold is placed or released)."""
+
+    @app.task(name=keys.PRUNE_TASK)
+    def prune() -> int:
+        """One retention pass; how many recordings it deleted."""
+        report = pruner.run()
+        if report.skipped:
+            log.info("prune: %s", report.skipped)
+        if report.disk is not None and report.disk.full:
+            log.error("prune: %s; events are refused until space is freed", report.disk.reason)
+        return len(report.deletions)
+
+    @app.task(name=keys.HOLD_TASK)
+    def write_hold(recording_id: str) -> bool:
+        """Show a recording's hold (or its release) in its metadata.json."""
+        recording = store.get(recording_id)
+        if recording is None or not recording.status.is_final:
+            return False  # gone; or its job still runs, and will write the hold itself
+        found = pruner.storage.find(recording)
+        return found is not None and pruner.storage.write_hold(found[1], recording.hold)
+
+
+def prune_soon(app: Celery) -> None:
+    """Ask for a prune pass now (the disk is full), best effort: beat sends one anyway."""
+    try:
+        app.send_task(keys.PRUNE_TASK, expires=60)
+    except Exception:  # the broker may be what is failing too
+        log.debug("could not queue a prune pass", exc_info=True)
 
 
 def retry(

@@ -15,6 +15,7 @@ from tests.stores.test_recordings import *  # noqa: F403
 from tests.support.servers import Servers
 from tests.support.storeredis import StoreRedis, real_store_redis
 from tests.worker.test_liveness import *  # noqa: F403
+from tests.worker.test_prune import *  # noqa: F403
 
 
 @pytest.fixture

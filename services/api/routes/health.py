@@ -21,7 +21,8 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", responses={503: {"description": "Not ready"}})
 async def readyz(context: ContextDep) -> JSONResponse:
-    """Ready when both stores answer and every camera sent a frame within `stale_after`."""
+    """Ready when both stores answer, every camera sent a frame within `stale_after`, and the
+    recordings disk is not full (under SCO_MIN_FREE_BYTES with nothing left to delete)."""
     problems: list[str] = []
     for name, client in (("frame store", context.frames), ("state store", context.state_store)):
         try:
@@ -34,6 +35,9 @@ async def readyz(context: ContextDep) -> JSONResponse:
             age = view.last_frame_age_s
             if age is None or age > context.settings.stale_after:
                 problems.append(f"camera {camera}: no fresh frame (state {view.state})")
+        disk = await context.retention.disk()
+        if disk is not None and disk.full:
+            problems.append(f"recordings disk: {disk.reason}")
     if problems:
         return JSONResponse({"status": "not ready", "problems": problems}, status_code=503)
     return JSONResponse({"status": "ready"})

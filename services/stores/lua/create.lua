@@ -2,18 +2,20 @@
 -- two copies of one event racing each other still make one recording, and a job is never
 -- queued without its recording (nor the reverse). Returns the recording ID that owns the
 -- event, or false when the queue is full (then nothing is written). The recording's fields
--- follow the named arguments.
+-- follow the named arguments; a recording held from its event joins its camera's held set.
 local idempotency_key, recording_key, all_key = KEYS[1], KEYS[2], KEYS[3]
-local camera_key, queue_key, open_key = KEYS[4], KEYS[5], KEYS[6]
+local camera_key, queue_key, open_key, held_key = KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local claim, recording_id, ttl, score = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local max_queued, job_message, deadline_ms = tonumber(ARGV[5]), ARGV[6], ARGV[7]
+local on_hold = ARGV[8]
 if claim == '1' then
   local existing = redis.call('GET', idempotency_key)
   if existing then return existing end
 end
 if max_queued > 0 and redis.call('LLEN', queue_key) >= max_queued then return false end
 if claim == '1' then redis.call('SET', idempotency_key, recording_id, 'EX', ttl) end
-redis.call('HSET', recording_key, unpack(ARGV, 8))
+redis.call('HSET', recording_key, unpack(ARGV, 9))
+if on_hold == '1' then redis.call('SADD', held_key, recording_id) end
 redis.call('ZADD', all_key, score, recording_id)
 redis.call('ZADD', camera_key, score, recording_id)
 redis.call('ZADD', open_key, deadline_ms, recording_id)
