@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -11,8 +12,12 @@ import psutil
 import pytest
 import redis
 
+from services.kernel.contracts import utcnow
 from services.kernel.settings import Settings
 from services.runtime.redisserver import free_port
+from services.stores.retention import RetentionStore
+from services.worker.prune import Pruner
+from services.worker.storage import Storage
 from tests.support.processes import Service, start_worker
 from tests.support.servers import Servers, base_settings
 from tests.support.waiting import wait_final
@@ -51,6 +56,8 @@ def test_capture_worker_and_api_expose_their_metrics(
         recording_id = client.post("/v1/events", json={}).json()["recording_id"]
         assert wait_final(client, recording_id)["status"] in {"complete", "partial"}
         worker_metrics = httpx.get(f"http://127.0.0.1:{settings.metrics_port}/metrics").text
+        held = client.post("/v1/events", json={"hold": True}).json()["recording_id"]
+        assert wait_final(client, held)["status"] in {"complete", "partial"}
     finally:
         worker.stop()
     assert (
@@ -66,11 +73,27 @@ def test_capture_worker_and_api_expose_their_metrics(
     assert sample(capture_metrics, "sco_capture_frames_total", camera) > 0
     assert sample(capture_metrics, "sco_capture_append_seconds_count", camera) > 0
     api_metrics = client.get("/metrics").text
-    assert sample(api_metrics, "sco_events_accepted_total", camera) == 1
+    assert sample(api_metrics, "sco_events_accepted_total", camera) == 2
     assert sample(api_metrics, "sco_stream_length", camera) > 0
     assert sample(api_metrics, "sco_live_pins", camera) == 0
     assert sample(api_metrics, "sco_queue_depth") == 0
     assert sample(api_metrics, "sco_redis_used_memory_bytes", 'store="frames"') > 0
+    assert sample(api_metrics, "sco_redis_memory_fill_ratio", 'store="state"') == 0  # no cap
+    # Retention, after a pass 31 days on: the recording not held went by the age rule.
+    state = redis.Redis.from_url(settings.state_store_url)
+    Pruner(
+        settings, RetentionStore(state), Storage(settings.output_dir),
+        clock=lambda: utcnow() + timedelta(days=31),
+    ).run()  # fmt: skip
+    state.close()
+    api_metrics = client.get("/metrics").text
+    assert sample(api_metrics, "sco_retention_deletions_total", f'{camera},rule="age"') == 1
+    assert sample(api_metrics, "sco_recordings_count", camera) == 1
+    assert sample(api_metrics, "sco_recordings_held", camera) == 1
+    assert sample(api_metrics, "sco_recordings_bytes", camera) > 0
+    assert sample(api_metrics, "sco_recordings_oldest_age_seconds", camera) >= 0
+    assert sample(api_metrics, "sco_recordings_free_bytes") > 0
+    assert sample(api_metrics, "sco_recordings_disk_full") == 0
 
 
 def test_several_api_processes_serve_one_port_and_count_together(

@@ -16,10 +16,11 @@ import pytest
 import redis
 
 from services.kernel import keys
-from services.kernel.contracts import Recording, RecordingJob, Status, from_us
+from services.kernel.contracts import Hold, Recording, RecordingJob, Status, from_us
 from services.kernel.framecodec import Pixels
 from services.stores.framebuffer import FrameBuffer
 from services.stores.recordings import RecordingStore
+from services.stores.retention import RetentionStore
 from services.worker.encoder import make_encoder
 from services.worker.recorder import Recorder
 from services.worker.storage import Storage
@@ -261,3 +262,23 @@ def test_a_failed_encode_leaves_nothing_behind(
         recorder.record(job)
     assert list(root.glob("*/*/*")) == []
     assert list((root / ".staging").iterdir()) == []
+
+
+def test_a_hold_placed_while_the_job_runs_shows_in_metadata_json(lane: Lane) -> None:
+    """The job's manifest is built without it; the recorder adds it once the state is final."""
+    buffer, store, root, _ = lane
+    capture(buffer, 0, 7)
+    job = accept(lane, START_US + 7 * PERIOD_US + 1_000)
+    capture(buffer, 8, 9)
+    hold = Hold(reason="case 12", by="lp", at=from_us(START_US))
+    retention = RetentionStore(redis.Redis.from_url(lane.servers.broker.url))
+    assert retention.hold(job.recording_id, job.camera_id, hold) == "held"
+    outcome = recorder_for(buffer, store, root, FakeClock(START_US + 9 * PERIOD_US)).record(job)
+    manifest = json.loads((outcome.path / "metadata.json").read_text())
+    assert Hold.model_validate(manifest["hold"]) == hold
+    stored = store.get(job.recording_id)
+    assert stored is not None
+    assert stored.hold == hold
+    # Its size was taken as written, before the hold grew metadata.json by a line.
+    assert stored.bytes is not None
+    assert stored.bytes > sum(png.stat().st_size for png in outcome.path.glob("*.png"))
