@@ -6,8 +6,8 @@ from datetime import datetime
 
 from services.kernel.contracts import to_us
 from services.stores.framebuffer import FrameBuffer
+from services.stores.storage import Storage
 from services.worker.encoder import Encoder
-from services.worker.storage import Storage
 
 FRAMES = 30
 

@@ -27,8 +27,8 @@ from bench.stack import heartbeat, running, wait_for_api, wait_for_frames
 from services.kernel.contracts import FINAL_STATUSES
 from services.kernel.settings import Settings
 from services.stores.framebuffer import FrameBuffer
+from services.stores.storage import Storage
 from services.worker.encoder import make_encoder
-from services.worker.storage import Storage
 
 
 def floor_seconds(settings: Settings, root: Path, runs: int) -> list[float]:

@@ -32,8 +32,8 @@ from services.kernel.contracts import EventIn
 from services.kernel.settings import Settings
 from services.stores.framebuffer import FrameBuffer
 from services.stores.recordings import RecordingStore
+from services.stores.storage import Storage
 from services.worker.encoder import make_encoder
-from services.worker.storage import Storage
 
 
 def floor_worker(

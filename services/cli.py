@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import os
 import sys
+import tempfile
 import time
 import uuid
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -150,10 +153,11 @@ def prune(*, dry_run: bool, **flags: Any) -> None:
     import humanize  # noqa: PLC0415  # see capture
 
     from services.stores.retention import RetentionStore  # noqa: PLC0415
+    from services.stores.storage import Storage  # noqa: PLC0415
     from services.worker.prune import Pruner  # noqa: PLC0415
-    from services.worker.storage import Storage  # noqa: PLC0415
 
     settings = stack_redis(settings_from(flags))
+    os.nice(settings.worker_nice)  # bulk work, as in a worker: the capture and API go first
     client = redis.Redis.from_url(settings.state_store_url)
     pruner = Pruner(settings, RetentionStore(client), Storage(settings.output_dir.resolve()))
     report = pruner.run(dry_run=dry_run)
@@ -254,6 +258,71 @@ def send(
                 ids.append(answer.json()["recording_id"])
         if wait:
             report_final(client, ids)
+
+
+@cli.command()
+@click.argument("recording_id")
+@click.option(
+    "--to", "target", default=".", show_default=True,
+    type=click.Path(path_type=Path, file_okay=False), help="Unpack into DIR/<recording_id>/.",
+)  # fmt: skip
+@click.option("--url", default="http://127.0.0.1:8000", show_default=True, help="API base URL.")
+@click.option("--api-key", envvar="SCO_API_KEY", default=None, help="Bearer key [SCO_API_KEY].")
+def get(*, recording_id: str, target: Path, url: str, api_key: str | None) -> None:
+    """Download a recording (zip, streamed), unpack it and verify every file."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    target.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile() as archive:
+        with (
+            httpx.Client(base_url=url, timeout=60.0, headers=headers) as client,
+            client.stream("GET", f"/v1/recordings/{recording_id}/download") as answer,
+        ):
+            if answer.status_code != 200:  # noqa: PLR2004
+                answer.read()
+                raise click.ClickException(f"{answer.status_code}: {_detail(answer)}")
+            for chunk in answer.iter_bytes():
+                archive.write(chunk)
+        archive.seek(0)
+        with zipfile.ZipFile(archive) as unpacked:
+            for name in unpacked.namelist():
+                if not name.startswith(f"{recording_id}/") or ".." in Path(name).parts:
+                    raise click.ClickException(f"unexpected file in the archive: {name!r}")
+            unpacked.extractall(target)
+    folder = target / recording_id
+    click.echo(f"saved {folder}")
+    _report_check(folder)
+
+
+@cli.command()
+@click.argument("folder", type=click.Path(path_type=Path, file_okay=False, exists=True))
+def verify(folder: Path) -> None:
+    """Check a recording folder: every frame against metadata.json's SHA-256 (and against
+    SHA256SUMS in a download). Exits 1 on any mismatch."""
+    _report_check(folder)
+
+
+def _report_check(folder: Path) -> None:
+    from services.stores.storage import StorageError, check_folder  # noqa: PLC0415  # see capture
+
+    try:
+        manifest, problems = check_folder(folder)
+    except StorageError as error:
+        raise click.ClickException(str(error)) from None
+    for problem in problems:
+        click.echo(f"MISMATCH {problem}", err=True)
+    if problems:
+        raise click.ClickException(f"{folder}: {len(problems)} problems; do not rely on it")
+    click.echo(
+        f"OK {len(manifest.frames)} frames of recording {manifest.recording_id} "
+        f"(camera {manifest.camera_id}, {manifest.status.value}) match metadata.json"
+    )
+
+
+def _detail(answer: httpx.Response) -> str:
+    try:
+        return str(answer.json().get("detail", answer.text))
+    except ValueError:
+        return answer.text
 
 
 def report_final(client: httpx.Client, ids: list[str], timeout: float = 120.0) -> None:

@@ -16,8 +16,8 @@ from services.kernel.contracts import utcnow
 from services.kernel.settings import Settings
 from services.runtime.redisserver import free_port
 from services.stores.retention import RetentionStore
+from services.stores.storage import Storage
 from services.worker.prune import Pruner
-from services.worker.storage import Storage
 from tests.support.processes import Service, start_worker
 from tests.support.servers import Servers, base_settings
 from tests.support.waiting import wait_final

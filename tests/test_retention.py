@@ -21,8 +21,8 @@ from services.kernel.contracts import utcnow
 from services.kernel.settings import Settings
 from services.runtime.redisserver import RedisServer
 from services.stores.retention import RetentionStore
+from services.stores.storage import Storage
 from services.worker.prune import Pruner
-from services.worker.storage import Storage
 from tests.support.disks import tmpfs
 from tests.support.frames import load_manifest
 from tests.support.processes import Service, start_worker

@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException
 from services.api.bodylimit import BodyLimit
 from services.api.context import Context
 from services.api.deps import require_api_key
-from services.api.routes import cameras, events, health, recordings
+from services.api.routes import cameras, events, files, health, recordings
 from services.ingest.events import EventRefusedError
 from services.kernel.outages import RETRY_AFTER_SECONDS, TRANSIENT, is_outage
 from services.kernel.settings import Settings
@@ -60,7 +60,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_exception_handler(HTTPException, http_error)  # type: ignore[arg-type]  # as below
     app.add_exception_handler(EventRefusedError, event_refused)  # type: ignore[arg-type]  # Starlette types handlers by Exception
     guarded = [Depends(require_api_key)]
-    for module in (events, recordings, cameras):
+    for module in (events, recordings, files, cameras):
         app.include_router(module.router, dependencies=guarded)
     app.include_router(health.router)
     app.include_router(

@@ -15,6 +15,7 @@ from services.stores.cameras import AsyncCameraRegistry
 from services.stores.framebuffer import FramePins
 from services.stores.recordings import AsyncRecordingStore
 from services.stores.retention import AsyncRetentionStore
+from services.stores.storage import Storage
 
 TIMEOUT = 2.0  # seconds to connect to or hear from a store before answering 503
 
@@ -56,6 +57,7 @@ class Context:
     state_store: aioredis.Redis
     store: AsyncRecordingStore
     retention: AsyncRetentionStore
+    storage: Storage
     cameras: AsyncCameraRegistry
     pins: dict[str, FramePins]
     gauges: StoreGauges
@@ -77,6 +79,7 @@ class Context:
             state_store=state_store,
             store=AsyncRecordingStore(state_store),
             retention=retention,
+            storage=Storage(settings.output_dir.resolve()),
             cameras=AsyncCameraRegistry(frames),
             pins=ingest.pins,
             gauges=gauges,

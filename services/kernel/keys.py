@@ -62,6 +62,12 @@ def recordings_of(camera_id: str) -> str:
     return f"{PREFIX}:recordings:{camera_id}"
 
 
+def transaction(transaction_id: str) -> str:
+    """Sorted set of the recordings of one transaction by received time (ms): the search
+    by transaction is an index hit."""
+    return f"{PREFIX}:transaction:{transaction_id}"
+
+
 # Retention: what the prune may delete, what recordings weigh, what it deleted and why.
 # Final recordings not on hold, scored by received time (ms): the only candidates of a rule.
 RETENTION = f"{PREFIX}:retention"

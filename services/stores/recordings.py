@@ -41,6 +41,7 @@ class RecordingKeys:
     ) -> tuple[list[str], list[ScriptArg]]:
         idem = keys.idempotency(recording.camera_id, idempotency_key) if idempotency_key else ""
         score = _score(recording.received_at)
+        transaction = recording.transaction_id
         # received_ms: the score under which retention lists the recording once final.
         fields = {**_to_fields(recording), "received_ms": str(score)}
         return CREATE.bind(
@@ -48,6 +49,7 @@ class RecordingKeys:
             recording=keys.recording(recording.recording_id), all=keys.RECORDINGS_ALL,
             of_camera=keys.recordings_of(recording.camera_id), queue=keys.RECORD_QUEUE,
             open=keys.RECORDINGS_OPEN, held=keys.held_of(recording.camera_id),
+            transaction=keys.transaction(transaction) if transaction else "",
             claim="1" if idem else "0", recording_id=recording.recording_id, ttl=ttl,
             score=score, max_queued=max_queued, job_message=job_message,
             deadline_ms=_ms(recording.deadline or recording.received_at),
@@ -72,7 +74,7 @@ class RecordingKeys:
 
     @staticmethod
     def _parsed(fields: object) -> Recording | None:
-        return _from_fields(cast("dict[bytes, bytes]", fields)) if fields else None
+        return parse_recording(fields)
 
     @staticmethod
     def _newest_range(camera_id: str | None, before: datetime | None) -> tuple[str, str]:
@@ -291,6 +293,11 @@ class RecordingStore(RecordingKeys):
         for recording_id in ids:
             pipe.hgetall(keys.recording(recording_id.decode()))
         return self._listed(pipe.execute())
+
+
+def parse_recording(fields: object) -> Recording | None:
+    """A recording from its hash as HGETALL returns it (None for an empty one)."""
+    return _from_fields(cast("dict[bytes, bytes]", fields)) if fields else None
 
 
 def _score(moment: datetime) -> int:

@@ -20,7 +20,15 @@ from services.stores.recordings import hold_field
 from services.stores.scripts import HOLD, RETIRE, ScriptArg
 
 HoldResult = Literal["held", "released", "gone", "unknown"]
-_CANDIDATE_FIELDS = ("camera_id", "status", "event_time", "deadline", "bytes", "hold")
+_CANDIDATE_FIELDS = (
+    "camera_id",
+    "status",
+    "event_time",
+    "deadline",
+    "bytes",
+    "hold",
+    "transaction_id",
+)
 
 
 @dataclass(frozen=True)
@@ -34,6 +42,7 @@ class Candidate:
     deadline: datetime | None
     size: int
     held: bool
+    transaction_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -173,6 +182,9 @@ class RetentionStore(RetentionKeys):
                 of_camera=keys.recordings_of(candidate.camera_id), retention=keys.RETENTION,
                 camera_retention=keys.retention_of(candidate.camera_id),
                 usage=keys.USAGE_BYTES, deletions=keys.DELETIONS, open=keys.RECORDINGS_OPEN,
+                transaction=(
+                    keys.transaction(candidate.transaction_id) if candidate.transaction_id else ""
+                ),
                 recording_id=candidate.recording_id, camera_id=candidate.camera_id, rule=rule,
                 reason=reason, now_iso=now.isoformat(), tombstone_ttl=tombstone_ttl,
             )  # fmt: skip
@@ -217,7 +229,7 @@ class RetentionStore(RetentionKeys):
 
 
 def _candidate(recording_id: str, fields: list[bytes | None]) -> Candidate:
-    camera, status, event_time, deadline, size, hold = (
+    camera, status, event_time, deadline, size, hold, transaction = (
         value.decode() if value is not None else None for value in fields
     )
     return Candidate(
@@ -228,4 +240,5 @@ def _candidate(recording_id: str, fields: list[bytes | None]) -> Candidate:
         deadline=datetime.fromisoformat(deadline) if deadline else None,
         size=int(size or 0),
         held=hold is not None and bool(json.loads(hold)),
+        transaction_id=transaction,
     )

@@ -83,7 +83,7 @@ TRIM = LuaScript.load(
 )
 CREATE = LuaScript.load(
     "create",
-    keys=("idempotency", "recording", "all", "of_camera", "queue", "open", "held"),
+    keys=("idempotency", "recording", "all", "of_camera", "queue", "open", "held", "transaction"),
     args=("claim", "recording_id", "ttl", "score", "max_queued", "job_message", "deadline_ms",
           "on_hold", "*fields"),
 )  # fmt: skip
@@ -113,7 +113,7 @@ SETTLE = LuaScript.load(
 RETIRE = LuaScript.load(
     "retire",
     keys=("recording", "gone", "all", "of_camera", "retention", "camera_retention", "usage",
-          "deletions", "open"),
+          "deletions", "open", "transaction"),
     args=("recording_id", "camera_id", "rule", "reason", "now_iso", "tombstone_ttl"),
 )  # fmt: skip
 HOLD = LuaScript.load(

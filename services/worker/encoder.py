@@ -41,3 +41,16 @@ def _encode_cv2(pixels: Pixels, params: list[int]) -> bytes:
     if not ok:
         raise EncodeError("cv2 could not encode the frame")
     return encoded.tobytes()
+
+
+THUMBNAIL_WIDTH = 320
+
+
+def thumbnail(pixels: Pixels, width: int = THUMBNAIL_WIDTH) -> bytes:
+    """A small JPEG of a frame for lists (not evidence: the PNGs are)."""
+    height = max(1, round(pixels.shape[0] * width / pixels.shape[1]))
+    small = cv2.resize(pixels, (width, height), interpolation=cv2.INTER_AREA)
+    ok, encoded = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    if not ok:
+        raise EncodeError("cv2 could not encode the thumbnail")
+    return encoded.tobytes()

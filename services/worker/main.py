@@ -16,6 +16,7 @@ from services.kernel.settings import Settings
 from services.stores.framebuffer import FrameBuffer
 from services.stores.recordings import RecordingStore
 from services.stores.retention import RetentionStore
+from services.stores.storage import Storage
 from services.stores.taskqueue import make_celery
 from services.worker.encoder import make_encoder
 from services.worker.heap import keep_heap
@@ -23,7 +24,6 @@ from services.worker.liveness import Takeover, install
 from services.worker.metrics import serving_registry
 from services.worker.prune import Pruner
 from services.worker.recorder import Recorder
-from services.worker.storage import Storage
 from services.worker.tasks import register_maintenance, register_tasks
 
 log = logging.getLogger(__name__)

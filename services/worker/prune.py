@@ -32,7 +32,7 @@ from services.kernel import keys
 from services.kernel.contracts import DiskStatus, to_us, utcnow
 from services.kernel.settings import Settings
 from services.stores.retention import Candidate, RetentionStore
-from services.worker.storage import Storage
+from services.stores.storage import Storage
 
 log = logging.getLogger(__name__)
 

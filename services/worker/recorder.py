@@ -27,9 +27,9 @@ from services.kernel.framecodec import Frame
 from services.kernel.outages import TRANSIENT
 from services.stores.framebuffer import FrameBuffer, Window
 from services.stores.recordings import RecordingStore, folder_size
-from services.worker.encoder import Encoder
+from services.stores.storage import THUMBNAIL, StagedRecording, Storage, StorageFullError
+from services.worker.encoder import Encoder, thumbnail
 from services.worker.metrics import WorkerMetrics
-from services.worker.storage import StagedRecording, Storage, StorageFullError
 
 log = logging.getLogger(__name__)
 
@@ -213,6 +213,7 @@ class Recorder:
             return records
         in_flight: deque[tuple[FrameRecord, Future[str]]] = deque()
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="png-writer") as writer:
+            newest = None
             for frame in buffer.read(window.ids[0], window.ids[-1], self.page_bytes):
                 if frame.stream_id not in wanted:
                     continue
@@ -221,7 +222,10 @@ class Recorder:
                 in_flight.append((record, writer.submit(_write_hashed, staged, record.file, png)))
                 while len(in_flight) > WRITES_IN_FLIGHT or (in_flight and in_flight[0][1].done()):
                     records.append(_finish(*in_flight.popleft()))
+                newest = frame
             records.extend(_finish(*pair) for pair in in_flight)
+        if newest is not None:
+            staged.write(THUMBNAIL, thumbnail(newest.pixels))
         return records
 
 

@@ -15,9 +15,9 @@ from services.kernel.backoff import compute_backoff
 from services.kernel.contracts import RecordingJob, Status
 from services.kernel.outages import TRANSIENT
 from services.stores.recordings import RecordingStore
+from services.stores.storage import StorageFullError
 from services.worker.prune import Pruner
 from services.worker.recorder import Recorder, SupersededError
-from services.worker.storage import StorageFullError
 
 log = logging.getLogger(__name__)
 

@@ -12,6 +12,7 @@ import pytest
 
 from tests.stores.test_framebuffer import *  # noqa: F403  # the same cases, collected again
 from tests.stores.test_recordings import *  # noqa: F403
+from tests.stores.test_search import *  # noqa: F403
 from tests.support.servers import Servers
 from tests.support.storeredis import StoreRedis, real_store_redis
 from tests.worker.test_liveness import *  # noqa: F403

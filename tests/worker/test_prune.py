@@ -16,8 +16,8 @@ from services.kernel.contracts import Hold, Recording, Status
 from services.kernel.settings import CameraRetention, Settings
 from services.stores.recordings import RecordingStore
 from services.stores.retention import RetentionStore
+from services.stores.storage import Storage
 from services.worker.prune import DiskUsage, Pruner
-from services.worker.storage import Storage
 from tests.support.storeredis import StoreRedis
 
 MOMENT = datetime.fromisoformat("2026-11-27T12:00:00+00:00")

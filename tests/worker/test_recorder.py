@@ -21,9 +21,9 @@ from services.kernel.framecodec import Pixels
 from services.stores.framebuffer import FrameBuffer
 from services.stores.recordings import RecordingStore
 from services.stores.retention import RetentionStore
+from services.stores.storage import Storage
 from services.worker.encoder import make_encoder
 from services.worker.recorder import Recorder
-from services.worker.storage import Storage
 from tests.support.servers import Servers, receive
 from tests.support.videos import draw_index, read_index
 

@@ -9,7 +9,7 @@ import pytest
 import redis
 from celery import Task
 
-from services.worker.storage import StorageFullError
+from services.stores.storage import StorageFullError
 from services.worker.tasks import MAX_RETRIES, STORAGE_FULL_RETRIES, retry
 
 

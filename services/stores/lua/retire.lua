@@ -4,7 +4,7 @@
 -- Returns the bytes it weighed, or false (then nothing changed but stale index entries).
 local recording_key, gone_key, all_key, camera_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local retention_key, camera_retention_key, usage_key = KEYS[5], KEYS[6], KEYS[7]
-local deletions_key, open_key = KEYS[8], KEYS[9]
+local deletions_key, open_key, transaction_key = KEYS[8], KEYS[9], KEYS[10]
 local recording_id, camera_id, rule, reason = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local now_iso, tombstone_ttl = ARGV[5], ARGV[6]
 local status = redis.call('HGET', recording_key, 'status')
@@ -20,7 +20,8 @@ redis.call('HSET', gone_key, 'recording_id', recording_id, 'camera_id', camera_i
            'rule', rule, 'reason', reason, 'deleted_at', now_iso)
 redis.call('EXPIRE', gone_key, tombstone_ttl)
 redis.call('DEL', recording_key)
-for _, key in ipairs({all_key, camera_key, retention_key, camera_retention_key, open_key}) do
+for _, key in ipairs({all_key, camera_key, retention_key, camera_retention_key, open_key,
+                      transaction_key}) do
   redis.call('ZREM', key, recording_id)
 end
 if bytes > 0 then redis.call('HINCRBY', usage_key, camera_id, -bytes) end

@@ -8,6 +8,7 @@ either nothing or the whole recording.
 from __future__ import annotations
 
 import errno
+import hashlib
 import logging
 import os
 import re
@@ -25,6 +26,7 @@ from services.kernel.settings import CAMERA_ID_PATTERN
 log = logging.getLogger(__name__)
 
 MANIFEST = "metadata.json"
+THUMBNAIL = "thumbnail.jpg"  # the newest frame, small, for lists
 STAGING = ".staging"
 TRASH = ".trash"  # folders being deleted: renamed here first, so none is seen half-deleted
 _CAMERA = re.compile(CAMERA_ID_PATTERN)
@@ -211,3 +213,41 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
+
+
+SUMS = "SHA256SUMS"  # in a downloaded recording: every file's hash, as `sha256sum` writes it
+
+
+def check_folder(path: Path) -> tuple[Manifest, list[str]]:
+    """A recording folder (written here, or downloaded and unpacked) checked against its
+    metadata.json: every frame listed is there with its SHA-256, no PNG is unlisted, and a
+    SHA256SUMS file, if present, matches. The manifest, and each problem found."""
+    try:
+        manifest = Manifest.model_validate_json((path / MANIFEST).read_bytes())
+    except FileNotFoundError:
+        raise StorageError(f"{path} has no {MANIFEST}: not a recording") from None
+    problems = []
+    listed = set()
+    for frame in manifest.frames:
+        listed.add(frame.file)
+        try:
+            digest = hashlib.sha256((path / frame.file).read_bytes()).hexdigest()
+        except FileNotFoundError:
+            problems.append(f"{frame.file}: missing")
+            continue
+        if digest != frame.sha256:
+            problems.append(f"{frame.file}: SHA-256 {digest} differs from metadata.json's")
+    problems.extend(
+        f"{extra.name}: a frame metadata.json does not list"
+        for extra in sorted(path.glob("*.png"))
+        if extra.name not in listed
+    )
+    if (path / SUMS).is_file():
+        for line in (path / SUMS).read_text().splitlines():
+            expected, _, name = line.partition("  ")
+            target = path / name
+            if target.parent != path or not target.is_file():
+                problems.append(f"{SUMS}: {name!r} is not a file of the recording")
+            elif hashlib.sha256(target.read_bytes()).hexdigest() != expected:
+                problems.append(f"{name}: does not match {SUMS}")
+    return manifest, problems

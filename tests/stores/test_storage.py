@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from services.kernel.contracts import Manifest, Status
-from services.worker.storage import Storage, StorageError
+from services.stores.storage import Storage, StorageError
 
 DAY = date(2026, 11, 26)
 RECORDING = "0123456789abcdef0123456789abcdef"

@@ -1,0 +1,130 @@
+"""A recording's files over HTTP: each frame, the thumbnail, and the whole folder as a zip.
+
+The API reads the recordings root (mounted read-only under compose) through `Storage`,
+whose paths come from checked IDs and stay inside the root; a frame is named by its number
+in metadata.json, never by a path from the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path as FilePath
+from typing import Annotated
+
+from fastapi import APIRouter, Header, HTTPException, Path, Response
+from fastapi.responses import FileResponse
+from starlette.responses import StreamingResponse
+from zipstream import ZIP_STORED, ZipStream
+
+from services.api.context import Context
+from services.api.deps import ContextDep
+from services.api.routes.recordings import MISSING, RecordingId, existing
+from services.kernel.contracts import Manifest, Recording
+from services.stores.storage import THUMBNAIL, StorageError
+
+router = APIRouter(prefix="/v1", tags=["files"])
+
+IMMUTABLE = "private, max-age=31536000, immutable"  # a written frame never changes
+NO_FILES = {**MISSING, 409: {"description": "The recording has no files (yet, or ever)"}}
+
+
+@dataclass(frozen=True)
+class Folder:
+    """A final recording's committed folder and its manifest."""
+
+    recording: Recording
+    path: FilePath
+    manifest: Manifest
+
+
+@router.get(
+    "/recordings/{recording_id}/frames/{number}",
+    responses={**NO_FILES, 304: {"description": "Not modified (If-None-Match)"}},
+    response_class=FileResponse,
+)
+async def get_frame(
+    recording_id: RecordingId,
+    number: Annotated[int, Path(ge=1, description="1 = the oldest frame saved.")],
+    context: ContextDep,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    """One saved frame, the PNG as written; its ETag is its SHA-256 from metadata.json."""
+    folder = await _folder(context, recording_id)
+    frames = folder.manifest.frames
+    if number > len(frames):
+        raise HTTPException(404, f"recording {recording_id} has {len(frames)} frames")
+    frame = frames[number - 1]
+    etag = f'"{frame.sha256}"'
+    headers = {"ETag": etag, "Cache-Control": IMMUTABLE}
+    if if_none_match is not None and etag in {tag.strip() for tag in if_none_match.split(",")}:
+        return Response(status_code=304, headers=headers)
+    return FileResponse(folder.path / frame.file, media_type="image/png", headers=headers)
+
+
+@router.get("/recordings/{recording_id}/thumbnail", responses=NO_FILES, response_class=FileResponse)
+async def get_thumbnail(recording_id: RecordingId, context: ContextDep) -> Response:
+    """A small JPEG of the newest frame, made once by the worker that wrote the recording."""
+    folder = await _folder(context, recording_id)
+    path = folder.path / THUMBNAIL
+    if not path.is_file():
+        raise HTTPException(404, f"recording {recording_id} has no thumbnail")
+    return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": IMMUTABLE})
+
+
+@router.get(
+    "/recordings/{recording_id}/download",
+    responses={**NO_FILES, 200: {"content": {"application/zip": {}}}},
+    response_class=StreamingResponse,
+)
+async def download(recording_id: RecordingId, context: ContextDep) -> Response:
+    """The folder as a zip (PNGs, metadata.json, thumbnail) with a SHA256SUMS file, streamed
+    from disk as it is read: `sha256sum -c SHA256SUMS` checks it after unpacking."""
+    folder = await _folder(context, recording_id)
+    archive = await asyncio.to_thread(_zip_of, folder)
+    name = f"{folder.recording.camera_id}-{recording_id}.zip"
+    return StreamingResponse(
+        iter(archive),
+        media_type="application/zip",
+        headers={
+            "Content-Disposition": f'attachment; filename="{name}"',
+            "Content-Length": str(len(archive)),
+        },
+    )
+
+
+async def _folder(context: Context, recording_id: str) -> Folder:
+    """The recording's folder, or 404/410 (no such recording) or 409 (no files)."""
+    recording = await existing(context, recording_id)
+    if not recording.status.is_final:
+        raise HTTPException(409, f"recording {recording_id} is {recording.status.value}: "
+                                 "its files are not written yet")  # fmt: skip
+    try:
+        found = await asyncio.to_thread(context.storage.find, recording)
+    except StorageError as error:  # an ID that cannot name a folder
+        raise HTTPException(404, str(error)) from None
+    if found is None:
+        raise HTTPException(409, f"recording {recording_id} has no files ({recording.reason})")
+    manifest, path = found
+    return Folder(recording, path, manifest)
+
+
+def _zip_of(folder: Folder) -> ZipStream:
+    """The zip, stored (PNGs do not compress), its size known before the first byte.
+
+    SHA256SUMS lists each frame with the hash the worker wrote into metadata.json, and the
+    other files as they are: a frame changed since it was written fails `sha256sum -c`.
+    """
+    prefix = folder.path.name
+    archive = ZipStream(compress_type=ZIP_STORED, sized=True)
+    recorded = {frame.file: frame.sha256 for frame in folder.manifest.frames}
+    sums = []
+    for path in sorted(folder.path.iterdir()):
+        if not path.is_file() or path.name.startswith("."):
+            continue
+        archive.add_path(str(path), f"{prefix}/{path.name}")
+        digest = recorded.get(path.name) or hashlib.sha256(path.read_bytes()).hexdigest()
+        sums.append(f"{digest}  {path.name}\n")
+    archive.add("".join(sums).encode(), f"{prefix}/SHA256SUMS")
+    return archive
