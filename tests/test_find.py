@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 
 from services.kernel.settings import Settings
 from tests.support.frames import load_manifest
@@ -41,15 +42,16 @@ def recorded(
         servers, tmp_path / "recordings", source=str(video), api_key=KEY,
         broker_url=servers.broker.url.rsplit("/", 1)[0] + "/6",
     )  # fmt: skip
+    redis.Redis.from_url(settings.state_store_url).flushdb()  # this fixture's own database
     capture_factory(settings)
     start_worker(settings, tmp_path / "worker.log")
     client = api_factory(settings)
     client.headers["Authorization"] = f"Bearer {KEY}"
     wait_until(lambda: client.get("/readyz").status_code == 200, what="the lane ready")
-    ids = [
-        client.post("/v1/events", json={"transaction_id": f"T-{number}"}).json()["recording_id"]
-        for number in (1, 2, 3)
-    ]
+    ids = []
+    for number in (1, 2, 3):
+        event = {"transaction_id": f"T-{number}", "metadata": {"lane": 1, "sku": "4006381333931"}}
+        ids.append(client.post("/v1/events", json=event).json()["recording_id"])
     return client, [wait_final(client, recording_id) for recording_id in ids]
 
 

@@ -17,7 +17,7 @@ from services.runtime.redisserver import RedisServer
 from tests.support.processes import Service, start_worker
 from tests.support.servers import Servers, base_settings
 from tests.support.videos import write_video
-from tests.support.waiting import wait_until
+from tests.support.waiting import wait_final, wait_until
 
 README = Path(__file__).parent.parent / "README.md"
 
@@ -85,10 +85,13 @@ def test_the_readme_curl_examples_work_as_printed(
         for printed in readme_curls():
             command = printed.replace("http://127.0.0.1:8000", base)
             if answers:  # the README's placeholder for a recording ID: the first one answered
-                command = command.replace("3f0c…e1", json.loads(answers[0])["recording_id"])
+                first = json.loads(answers[0])["recording_id"]
+                if "3f0c…e1/" in command:  # its files: once it is written
+                    wait_final(client, first)
+                command = command.replace("3f0c…e1", first)
             result = subprocess.run(
                 [*shlex.split(command, comments=True), "-w", "\n%{http_code}"],
-                capture_output=True, text=True, timeout=30, check=False,
+                capture_output=True, text=True, timeout=30, check=False, cwd=tmp_path,
             )  # fmt: skip
             body, _, code = result.stdout.rpartition("\n")
             assert code.startswith("2"), f"{command}\n-> {code} {body}"

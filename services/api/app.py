@@ -22,6 +22,7 @@ from services.api.bodylimit import BodyLimit
 from services.api.context import Context
 from services.api.deps import require_api_key
 from services.api.routes import cameras, events, files, health, recordings
+from services.api.routes.web import mount_page
 from services.ingest.events import EventRefusedError
 from services.kernel.outages import RETRY_AFTER_SECONDS, TRANSIENT, is_outage
 from services.kernel.settings import Settings
@@ -63,6 +64,7 @@ def create_app(settings: Settings) -> FastAPI:
     for module in (events, recordings, files, cameras):
         app.include_router(module.router, dependencies=guarded)
     app.include_router(health.router)
+    mount_page(app)
     app.include_router(
         health.metrics_router, dependencies=[] if settings.metrics_public else guarded
     )

@@ -170,12 +170,17 @@ def test_thirty_events_make_thirty_recordings_spread_over_three_workers(
     """30 events → 30 complete recordings on the volume, jobs on all 3 workers, Flower guarded."""
     with httpx.Client(base_url=f"http://127.0.0.1:{stack['SCO_PORT']}", timeout=30) as api:
         ids = send_and_wait(api)
+        # The API reads the recordings volume (read-only) to serve frames and zips.
+        frame = api.get(f"/v1/recordings/{ids[0]}/frames/30")
+        assert frame.status_code == 200, frame.text
+        assert frame.content.startswith(b"\x89PNG")
+        assert api.get(f"/v1/recordings/{ids[0]}/download").status_code == 200
 
     volume = f"{PROJECT}_recordings:/r:ro"
     listing = run("docker", "run", "--rm", "-v", volume, BASE_IMAGE, "sh", "-c", LIST_RECORDINGS)
     folders = listing.split("\n")[:-1]
     assert len(folders) == EVENTS
-    assert {line.split(" ", 1)[1] for line in folders} == {"31 30 ok"}
+    assert {line.split(" ", 1)[1] for line in folders} == {"32 30 ok"}  # + metadata, thumbnail
     assert {line.split("/")[1] for line in folders} == set(ids)
 
     flower = f"http://127.0.0.1:{stack['FLOWER_PORT']}"

@@ -15,6 +15,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Path, Response
 from fastapi.responses import FileResponse
+from pydantic import BaseModel
 from starlette.responses import StreamingResponse
 from zipstream import ZIP_STORED, ZipStream
 
@@ -22,7 +23,7 @@ from services.api.context import Context
 from services.api.deps import ContextDep
 from services.api.routes.recordings import MISSING, RecordingId, existing
 from services.kernel.contracts import Manifest, Recording
-from services.stores.storage import THUMBNAIL, StorageError
+from services.stores.storage import THUMBNAIL, StorageError, check_folder
 
 router = APIRouter(prefix="/v1", tags=["files"])
 
@@ -92,6 +93,32 @@ async def download(recording_id: RecordingId, context: ContextDep) -> Response:
             "Content-Length": str(len(archive)),
         },
     )
+
+
+@router.get("/recordings/{recording_id}/metadata", responses=NO_FILES)
+async def get_metadata(recording_id: RecordingId, context: ContextDep) -> Manifest:
+    """The recording's metadata.json: the event's metadata, the envelope and every frame."""
+    return (await _folder(context, recording_id)).manifest
+
+
+class Verification(BaseModel):
+    """The answer of a server-side check of a recording's files."""
+
+    recording_id: str
+    ok: bool
+    frames: int
+    problems: list[str]
+
+
+@router.post("/recordings/{recording_id}/verify", responses=NO_FILES)
+async def verify_recording(recording_id: RecordingId, context: ContextDep) -> Verification:
+    """Hash every frame now and compare with metadata.json (as `sco-recorder verify`)."""
+    folder = await _folder(context, recording_id)
+    manifest, problems = await asyncio.to_thread(check_folder, folder.path)
+    return Verification(
+        recording_id=recording_id, ok=not problems, frames=len(manifest.frames),
+        problems=problems,
+    )  # fmt: skip
 
 
 async def _folder(context: Context, recording_id: str) -> Folder:
