@@ -288,25 +288,48 @@ def get(*, recording_id: str, target: Path, url: str, api_key: str | None) -> No
                 if not name.startswith(f"{recording_id}/") or ".." in Path(name).parts:
                     raise click.ClickException(f"unexpected file in the archive: {name!r}")
             unpacked.extractall(target)
+        key = client_key(url, headers)
+    (target / PUBLIC_KEY_FILE).write_text(key)
     folder = target / recording_id
-    click.echo(f"saved {folder}")
-    _report_check(folder)
+    click.echo(f"saved {folder}, and the box's public key in {target / PUBLIC_KEY_FILE}")
+    _report_check(folder, key)
+
+
+PUBLIC_KEY_FILE = "signing-key.pub"  # `get` leaves the box's key beside what it unpacked
+
+
+def client_key(url: str, headers: dict[str, str]) -> str:
+    """The box's public signing key (PEM), from its API."""
+    answer = httpx.get(f"{url.rstrip('/')}/v1/signing-key", headers=headers, timeout=30.0)
+    if answer.status_code != 200:  # noqa: PLR2004
+        raise click.ClickException(f"signing key: {answer.status_code}: {_detail(answer)}")
+    return str(answer.json()["pem"])
 
 
 @cli.command()
 @click.argument("folder", type=click.Path(path_type=Path, file_okay=False, exists=True))
-def verify(folder: Path) -> None:
-    """Check a recording folder: every frame against metadata.json's SHA-256 (and against
-    SHA256SUMS in a download). Exits 1 on any mismatch."""
-    _report_check(folder)
+@click.option(
+    "--key", "key_file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="The box's public key (GET /v1/signing-key); default: signing-key.pub beside "
+    "FOLDER, as `get` leaves it.",
+)  # fmt: skip
+def verify(folder: Path, key_file: Path | None) -> None:
+    """Check a recording folder: metadata.json signed by the box's key and unchanged, every
+    frame against its SHA-256 (and SHA256SUMS in a download). Exits 1 on any problem."""
+    beside = folder.resolve().parent / PUBLIC_KEY_FILE
+    key_file = key_file or (beside if beside.is_file() else None)
+    if key_file is None:
+        click.echo("no --key given: the signature is checked, not whose it is", err=True)
+    _report_check(folder, key_file.read_text() if key_file else None)
 
 
-def _report_check(folder: Path) -> None:
+def _report_check(folder: Path, key: str | None) -> None:
+    from services.kernel.signing import SignatureError, load_public_key  # noqa: PLC0415
     from services.stores.storage import StorageError, check_folder  # noqa: PLC0415  # see capture
 
     try:
-        manifest, problems = check_folder(folder)
-    except StorageError as error:
+        manifest, problems = check_folder(folder, load_public_key(key) if key else None)
+    except (StorageError, SignatureError) as error:
         raise click.ClickException(str(error)) from None
     for problem in problems:
         click.echo(f"MISMATCH {problem}", err=True)
@@ -314,7 +337,8 @@ def _report_check(folder: Path) -> None:
         raise click.ClickException(f"{folder}: {len(problems)} problems; do not rely on it")
     click.echo(
         f"OK {len(manifest.frames)} frames of recording {manifest.recording_id} "
-        f"(camera {manifest.camera_id}, {manifest.status.value}) match metadata.json"
+        f"(camera {manifest.camera_id}, {manifest.status.value}) match metadata.json, "
+        f"signed by {'the box' if key else 'the key it names'}"
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import subprocess
 import sys
 import zipfile
@@ -123,13 +124,31 @@ def test_get_unpacks_a_recording_and_verify_catches_a_changed_frame(
         ["sha256sum", "-c", "--quiet", "SHA256SUMS"], cwd=folder, check=False
     ).returncode == 0  # fmt: skip
 
+    assert "signed by the box" in got.stdout
+    key = client.get("/v1/signing-key").json()
+    assert (tmp_path / "case" / "signing-key.pub").read_text() == key["pem"]
+
+    def verify() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*CLI, "verify", str(folder)], capture_output=True, text=True, timeout=60, check=False
+        )
+
     frame = folder / "frame_0003.png"
-    frame.write_bytes(frame.read_bytes()[:-1] + b"\x00")
-    checked = subprocess.run(
-        [*CLI, "verify", str(folder)], capture_output=True, text=True, timeout=60, check=False
-    )
+    original = frame.read_bytes()
+    frame.write_bytes(original[:-1] + b"\x00")
+    checked = verify()
     assert checked.returncode == 1
     assert "MISMATCH frame_0003.png" in checked.stderr
+    frame.write_bytes(original)
+    assert verify().returncode == 0
+    # Changing the hashes along with the frame does not help: the signature breaks.
+    manifest = json.loads((folder / "metadata.json").read_text())
+    manifest["frames"][2]["sha256"] = hashlib.sha256(original[:-1] + b"\x00").hexdigest()
+    (folder / "metadata.json").write_text(json.dumps(manifest))
+    frame.write_bytes(original[:-1] + b"\x00")
+    checked = verify()
+    assert checked.returncode == 1
+    assert "it was changed after it was signed" in checked.stderr
     unknown = subprocess.run(
         [*CLI, "get", "0" * 32, "--to", str(tmp_path), "--url", str(client.base_url)],
         capture_output=True, text=True, timeout=60, check=False, env=env,

@@ -141,6 +141,14 @@ class FrameRecord(BaseModel):
     height: int
 
 
+class Signature(BaseModel):
+    """The box's signature of a manifest (services/kernel/signing.py says what it covers)."""
+
+    algorithm: Literal["Ed25519"]
+    public_key: str = Field(description="Base64 of the signer's raw public key.")
+    value: str = Field(description="Base64 of the signature.")
+
+
 class Manifest(BaseModel):
     """metadata.json: the metadata as received, the envelope, and the frames."""
 
@@ -163,6 +171,9 @@ class Manifest(BaseModel):
     frames: list[FrameRecord]
     metadata: dict[str, Any]
     hold: Hold | None = Field(default=None, description="Kept whatever retention says, and why.")
+    signature: Signature | None = Field(
+        default=None, description="Ed25519 over everything above but the hold."
+    )
 
 
 class Recording(BaseModel):

@@ -101,6 +101,11 @@ class Settings(BaseSettings):
     output_dir: Path = Field(default=Path("recordings"), description="Recordings root.")
     png_encoder: Literal["fpng", "cv2"] = Field(default="fpng", description="PNG encoder.")
     png_compression: int = Field(default=1, ge=0, le=9, description="cv2 PNG compression level.")
+    signing_key_dir: Path | None = Field(
+        default=None,
+        description="Folder of the box's Ed25519 signing key (made at the first worker "
+        "start); default: <output_dir>/.keys.",
+    )
 
     # Retention: what the prune deletes, oldest first; a recording on hold is never deleted.
     retention_days: float = Field(
@@ -297,6 +302,11 @@ class Settings(BaseSettings):
         """Cap on one camera's recordings (0: none beyond the total cap)."""
         override = self.camera_retention.get(camera_id)
         return 0 if override is None or override.max_bytes is None else override.max_bytes
+
+    @property
+    def keys_dir(self) -> Path:
+        """Where the signing key lives."""
+        return self.signing_key_dir or self.output_dir / ".keys"
 
     @property
     def camera_ids(self) -> list[str]:

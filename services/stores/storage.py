@@ -19,9 +19,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from services.kernel.contracts import RECORDING_ID_PATTERN, Hold, Manifest, Recording
 from services.kernel.settings import CAMERA_ID_PATTERN
+from services.kernel.signing import SignatureError, check_signature
 
 log = logging.getLogger(__name__)
 
@@ -218,15 +223,21 @@ def _fsync_dir(path: Path) -> None:
 SUMS = "SHA256SUMS"  # in a downloaded recording: every file's hash, as `sha256sum` writes it
 
 
-def check_folder(path: Path) -> tuple[Manifest, list[str]]:
-    """A recording folder (written here, or downloaded and unpacked) checked against its
-    metadata.json: every frame listed is there with its SHA-256, no PNG is unlisted, and a
-    SHA256SUMS file, if present, matches. The manifest, and each problem found."""
+def check_folder(path: Path, box_key: Ed25519PublicKey | None = None) -> tuple[Manifest, list[str]]:
+    """A recording folder (written here, or downloaded and unpacked) checked: metadata.json
+    is signed (by `box_key`, when given) and unchanged since; every frame it lists is there
+    with its SHA-256; no PNG is unlisted; a SHA256SUMS file, if present, matches. The
+    manifest, and each problem found."""
     try:
-        manifest = Manifest.model_validate_json((path / MANIFEST).read_bytes())
+        raw = (path / MANIFEST).read_bytes()
     except FileNotFoundError:
         raise StorageError(f"{path} has no {MANIFEST}: not a recording") from None
+    manifest = Manifest.model_validate_json(raw)
     problems = []
+    try:
+        check_signature(raw, box_key)
+    except SignatureError as error:
+        problems.append(f"{MANIFEST}: {error}")
     listed = set()
     for frame in manifest.frames:
         listed.add(frame.file)

@@ -13,6 +13,7 @@ from prometheus_client import start_http_server
 from services.kernel import keys
 from services.kernel.logconfig import configure_logging
 from services.kernel.settings import Settings
+from services.kernel.signing import Signer
 from services.stores.framebuffer import FrameBuffer
 from services.stores.recordings import RecordingStore
 from services.stores.retention import RetentionStore
@@ -43,6 +44,7 @@ def build_app(settings: Settings) -> Celery:
         storage=Storage(settings.output_dir.resolve()),
         encode=make_encoder(settings.png_encoder, settings.png_compression),
         encoder_name=settings.png_encoder,
+        signer=Signer.load_or_create(settings.keys_dir.resolve()),
         settle_timeout=settings.settle_timeout,
         page_bytes=settings.read_page_bytes,
         max_deliveries=settings.max_deliveries,

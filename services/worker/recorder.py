@@ -25,6 +25,7 @@ from services.kernel.contracts import (
 )
 from services.kernel.framecodec import Frame
 from services.kernel.outages import TRANSIENT
+from services.kernel.signing import Signer
 from services.stores.framebuffer import FrameBuffer, Window
 from services.stores.recordings import RecordingStore, folder_size
 from services.stores.storage import THUMBNAIL, StagedRecording, Storage, StorageFullError
@@ -65,6 +66,7 @@ class Recorder:
     encoder_name: str
     settle_timeout: float
     page_bytes: int
+    signer: Signer | None = None
     max_deliveries: int = 3
     run_seconds: float = 306.0
     clock: Callable[[], float] = field(default=time.time)
@@ -178,6 +180,9 @@ class Recorder:
                 frames = self._save_frames(buffer, window, staged)
                 status, reason = judge(job, window, frames, self.clock(), pin_held)
                 manifest = _manifest(job, frames, status, reason, self.encoder_name)
+                if self.signer is not None:
+                    signature = self.signer.sign(manifest.model_dump_json())
+                    manifest = manifest.model_copy(update={"signature": signature})
                 committed = self.storage.commit(staged, manifest, final)
             except OSError as error:
                 if isinstance(error, StorageFullError) or staged.path.exists():

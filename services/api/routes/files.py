@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path as FilePath
 from typing import Annotated
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from fastapi import APIRouter, Header, HTTPException, Path, Response
 from fastapi.responses import FileResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.responses import StreamingResponse
 from zipstream import ZIP_STORED, ZipStream
 
@@ -23,6 +25,7 @@ from services.api.context import Context
 from services.api.deps import ContextDep
 from services.api.routes.recordings import MISSING, RecordingId, existing
 from services.kernel.contracts import Manifest, Recording
+from services.kernel.signing import ALGORITHM, PUBLIC_NAME, load_public_key, public_key_text
 from services.stores.storage import THUMBNAIL, StorageError, check_folder
 
 router = APIRouter(prefix="/v1", tags=["files"])
@@ -114,11 +117,40 @@ class Verification(BaseModel):
 async def verify_recording(recording_id: RecordingId, context: ContextDep) -> Verification:
     """Hash every frame now and compare with metadata.json (as `sco-recorder verify`)."""
     folder = await _folder(context, recording_id)
-    manifest, problems = await asyncio.to_thread(check_folder, folder.path)
+    box_key = await asyncio.to_thread(_box_key, context)
+    manifest, problems = await asyncio.to_thread(check_folder, folder.path, box_key)
     return Verification(
         recording_id=recording_id, ok=not problems, frames=len(manifest.frames),
         problems=problems,
     )  # fmt: skip
+
+
+class SigningKey(BaseModel):
+    """The box's public key: what a recording's metadata.json signature must verify with."""
+
+    algorithm: str = ALGORITHM
+    public_key: str = Field(description="Base64 of the raw 32-byte Ed25519 public key.")
+    pem: str
+
+
+@router.get("/signing-key", responses={404: {"description": "No worker made the key yet"}})
+async def signing_key(context: ContextDep) -> SigningKey:
+    """The public half of the key that signs every recording's metadata.json."""
+    key = await asyncio.to_thread(_box_key, context)
+    if key is None:
+        raise HTTPException(404, "no signing key yet: it is made when a worker first starts")
+    pem = key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return SigningKey(public_key=public_key_text(key), pem=pem.decode())
+
+
+def _box_key(context: Context) -> Ed25519PublicKey | None:
+    try:
+        text = (context.settings.keys_dir.resolve() / PUBLIC_NAME).read_text()
+    except FileNotFoundError:
+        return None
+    return load_public_key(text)
 
 
 async def _folder(context: Context, recording_id: str) -> Folder:
