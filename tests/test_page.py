@@ -79,6 +79,7 @@ def test_the_page_lists_plays_checks_and_downloads_recordings_only_with_the_key(
     rows.first.click()
     every_frame_with_the_keyboard(page, load_manifest(recordings[1]))
     zip_checks_out(page, tmp_path / "download.zip")
+    hold_and_release(page, client, recordings[1]["recording_id"])
     page.screenshot(path=shots / "recording-desktop.png", full_page=True)
 
     page.set_viewport_size(PHONE)
@@ -124,8 +125,20 @@ def every_frame_with_the_keyboard(page: Any, manifest: dict[str, Any]) -> None:
     playwright.expect(page.locator("#metadata")).to_contain_text("4006381333931")
     page.click("#verify")
     playwright.expect(page.locator("#verify-result")).to_have_text(
-        f"OK: all {len(frames)} frames match their SHA-256 in metadata.json"
+        f"OK: all {len(frames)} frames match their SHA-256 in metadata.json, signed by this box"
     )
+
+
+def hold_and_release(page: Any, client: httpx.Client, recording_id: str) -> None:
+    """Hold asks why and who, shows the hold, and the API has it; release undoes it."""
+    answers = iter(["case LP-114", "anna.lp", "case closed", "anna.lp"])
+    page.on("dialog", lambda dialog: dialog.accept(next(answers)))
+    page.click("#hold")
+    playwright.expect(page.locator("#facts")).to_contain_text("case LP-114 (by anna.lp")
+    assert client.get(f"/v1/recordings/{recording_id}").json()["hold"]["reason"] == "case LP-114"
+    page.click("#release")
+    playwright.expect(page.locator("#hold")).to_be_visible()
+    assert client.get(f"/v1/recordings/{recording_id}").json()["hold"] is None
 
 
 def zip_checks_out(page: Any, saved: Path) -> None:

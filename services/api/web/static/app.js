@@ -196,7 +196,7 @@ async function verify() {
   $("#verify-result").textContent = "checking…";
   const result = await (await api(`/v1/recordings/${state.recordingId}/verify`, { method: "POST" })).json();
   $("#verify-result").textContent = result.ok
-    ? `OK: all ${result.frames} frames match their SHA-256 in metadata.json`
+    ? `OK: all ${result.frames} frames match their SHA-256 in metadata.json, signed by this box`
     : `MISMATCH: ${result.problems.join("; ")}`;
   $("#verify-result").className = result.ok ? "" : "error";
 }
