@@ -216,7 +216,7 @@ def up(**flags: Any) -> None:
             raise click.ClickException(str(error)) from None
         if not stack.wait_ready(life.stop):
             raise click.ClickException(f"{stack.failed() or 'the API'} did not start; see above")
-        click.echo(banner(stack.settings))
+        click.echo(banner(stack.settings, stack.generated_key))
         code = stack.run_until_stopped(life.stop)
     sys.exit(code)
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 
 from services.capture.source import parse_source
-from services.kernel.settings import Settings
+from services.kernel.settings import Settings, pasteable_url, secured
 from services.runtime.launcher import ServiceProcess
 from services.runtime.redisserver import RedisServer
 
@@ -31,11 +31,14 @@ class Stack:
         self.settings = settings
         self.servers: list[RedisServer] = []
         self.processes: dict[str, ServiceProcess] = {}
+        self.generated_key: str | None = None
 
     def start(self) -> None:
         """Start everything; fails fast, with the reason, if a part cannot start."""
         parse_source(self.settings.source)  # a missing file fails here, before anything runs
         self.settings.output_dir.mkdir(parents=True, exist_ok=True)
+        # Beyond loopback the API gets a key; made here, every child reads the same one.
+        self.settings, self.generated_key = secured(self.settings)
         if self.settings.redis_url is None:
             self._start_embedded_redis()
         services = [*SERVICES, "mqtt"] if self.settings.mqtt_url else list(SERVICES)
@@ -108,20 +111,30 @@ def running_stack_urls(output_dir: Path) -> dict[str, str] | None:
     return {"redis_url": str(urls["redis_url"]), "broker_url": str(urls["broker_url"])}
 
 
-def banner(settings: Settings) -> str:
-    """What a first-time user needs: where recordings land and how to send an event."""
-    base = f"http://{settings.host}:{settings.port}"
+def banner(settings: Settings, generated_key: str | None = None) -> str:
+    """What a first-time user needs: where recordings land, how to send an event, and the
+    key made for this run (printed here once) when the API listens beyond loopback."""
+    base = pasteable_url(settings)
     output = Path(settings.output_dir).resolve()
+    auth = f" -H 'Authorization: Bearer {generated_key}'" if generated_key else ""
+    lines = [
+        "",
+        f"sco-recorder is recording camera {settings.camera_id} from {settings.source}",
+        f"  recordings: {output}/{settings.camera_id}/<date>/<recording_id>/",
+        f"  recordings page: {base}/    API docs: {base}/docs",
+    ]
+    if generated_key:
+        lines += [
+            f"  the API listens on {settings.host} with no key set, so this run made one",
+            f"  (set SCO_API_KEY to choose it): {generated_key}",
+        ]
     return "\n".join(
         [
-            "",
-            f"sco-recorder is recording camera {settings.camera_id} from {settings.source}",
-            f"  recordings: {output}/{settings.camera_id}/<date>/<recording_id>/",
-            f"  API docs:   {base}/docs",
+            *lines,
             "  send an event:",
-            f"    curl -s -X POST {base}/v1/events -H 'Content-Type: application/json' \\",
+            f"    curl -s -X POST {base}/v1/events{auth} -H 'Content-Type: application/json' \\",
             '      -d \'{"transaction_id": "T-1001", "metadata": {"sku": "4006381333931"}}\'',
-            f"  then: curl -s {base}/v1/recordings?limit=1",
+            f"  then: curl -s{auth} '{base}/v1/recordings?limit=1'",
             "  Ctrl-C stops everything.",
             "",
         ]

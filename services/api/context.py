@@ -63,6 +63,7 @@ class Context:
     gauges: StoreGauges
     ingest: Ingest
     metrics: Metrics
+    keys: list[tuple[bytes, frozenset[str]]] = field(default_factory=list)  # see deps.key_scopes
 
     @classmethod
     def build(cls, settings: Settings) -> Context:

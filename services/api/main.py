@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import uvicorn
@@ -9,13 +10,22 @@ from fastapi import FastAPI
 
 from services.api.app import create_app
 from services.kernel.logconfig import configure_logging
-from services.kernel.settings import Settings, load_settings, settings_env
+from services.kernel.settings import (
+    Settings,
+    load_settings,
+    pasteable_url,
+    secured,
+    settings_env,
+)
 from services.runtime.lifecycle import Lifecycle, shared_metrics
+
+log = logging.getLogger(__name__)
 
 
 def main(settings: Settings) -> None:
     """Serve the API on settings.host:settings.port; uvicorn handles SIGTERM gracefully."""
     configure_logging(settings.log_level)
+    settings = announce_exposure(settings)
     options = {
         "host": settings.host,
         "port": settings.port,
@@ -36,6 +46,27 @@ def main(settings: Settings) -> None:
             workers=settings.api_workers,
             **options,  # type: ignore[arg-type]  # as above
         )
+
+
+def announce_exposure(settings: Settings) -> Settings:
+    """Never listen beyond loopback without a key: make one and print it once, with the
+    curl line that uses it; or, with SCO_ALLOW_NO_AUTH, warn at every start."""
+    settings, generated = secured(settings)
+    url = pasteable_url(settings)
+    if generated is not None:
+        log.warning(
+            "the API listens on %s and no key is set: every /v1 route needs this key, "
+            "made for this run (set SCO_API_KEY, or SCO_INGEST_KEYS / SCO_READ_KEYS, to "
+            "choose your own):\n\n    %s\n\n    curl -H 'Authorization: Bearer %s' %s/v1/cameras\n",
+            settings.host, generated, generated, url,
+        )  # fmt: skip
+    elif not settings.has_keys and settings.allow_no_auth:
+        log.warning(
+            "the API listens on %s with no key (SCO_ALLOW_NO_AUTH=true): anyone who reaches "
+            "%s can post events and read every recording",
+            settings.host, url,
+        )  # fmt: skip
+    return settings
 
 
 def app_from_environment() -> FastAPI:

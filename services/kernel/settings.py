@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -140,7 +141,22 @@ class Settings(BaseSettings):
     max_queued: int = Field(default=10_000, ge=1, description="Queued jobs before 503.")
     idempotency_ttl: int = Field(default=86_400, ge=1, description="Seconds a key is remembered.")
     api_key: SecretStr | None = Field(
-        default=None, description="When set, every /v1 route needs `Authorization: Bearer <key>`."
+        default=None,
+        description="A key for every /v1 route (`Authorization: Bearer <key>`): ingest and read.",
+    )
+    ingest_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Keys that may only post events and read their status (the cashier "
+        "system's), comma-separated: several, to rotate them.",
+    )
+    read_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="Keys that may read recordings, frames and cameras and hold recordings "
+        "(investigators, the page), comma-separated.",
+    )
+    allow_no_auth: bool = Field(
+        default=False,
+        description="Serve the API without any key beyond loopback (logged as a warning).",
     )
     metrics_public: bool = Field(
         default=True, description="Serve /metrics without the API key (false: it needs it too)."
@@ -240,6 +256,13 @@ class Settings(BaseSettings):
                 raise ValueError(f"{camera!r} must match {CAMERA_ID_PATTERN}")
         return value
 
+    @field_validator("ingest_keys", "read_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
     @field_validator("api_key", "mqtt_password", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
@@ -304,6 +327,11 @@ class Settings(BaseSettings):
         return 0 if override is None or override.max_bytes is None else override.max_bytes
 
     @property
+    def has_keys(self) -> bool:
+        """Whether any API key is configured."""
+        return bool(self.api_key or self.ingest_keys or self.read_keys)
+
+    @property
     def keys_dir(self) -> Path:
         """Where the signing key lives."""
         return self.signing_key_dir or self.output_dir / ".keys"
@@ -324,6 +352,30 @@ class Settings(BaseSettings):
     def state_store_url(self) -> str:
         """URL of the Redis holding the Celery broker and recording state."""
         return self.broker_url or self.frame_store_url
+
+
+LOOPBACK = ("127.", "::1", "localhost")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether an API bound to `host` is reachable from this machine only."""
+    return host.startswith(LOOPBACK) or host == "[::1]"
+
+
+def secured(settings: Settings) -> tuple[Settings, str | None]:
+    """Settings fit to listen with: an API bound beyond loopback with no key gets a fresh
+    one (returned, to be printed once), unless SCO_ALLOW_NO_AUTH says to run it open."""
+    if settings.has_keys or settings.allow_no_auth or is_loopback(settings.host):
+        return settings, None
+    key = secrets.token_urlsafe(24)
+    return settings.model_copy(update={"api_key": SecretStr(key)}), key
+
+
+def pasteable_url(settings: Settings) -> str:
+    """The API's base URL as a user can paste it: 0.0.0.0 is where it listens, not an
+    address to call."""
+    host = "127.0.0.1" if settings.host in {"0.0.0.0", "::", "[::]"} else settings.host  # noqa: S104
+    return f"http://{host}:{settings.port}"
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -360,7 +412,10 @@ def settings_env(settings: Settings) -> dict[str, str]:
         if isinstance(value, SecretStr):
             text = value.get_secret_value()
         elif isinstance(value, list):
-            text = ",".join(value)
+            text = ",".join(
+                item.get_secret_value() if isinstance(item, SecretStr) else str(item)
+                for item in value
+            )
         elif isinstance(value, dict):
             text = json.dumps(value)
         else:

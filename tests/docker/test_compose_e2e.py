@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +33,7 @@ FLOWER_AUTH = ("admin", "e2e-secret")
 EVENTS = 30
 WORKERS = 3
 # One line per recording folder: "<date>/<id>/ <files> <PNGs> ok-if-metadata.json-is-there".
+API_KEY = "e2e-" + uuid.uuid4().hex
 LIST_RECORDINGS = r"""
 cd /r/lane-1 && for d in */*/; do
   pngs=$(ls "$d" | grep -c '^frame_.*\.png$')
@@ -127,6 +129,7 @@ def stack(base_image: str) -> Iterator[dict[str, str]]:
         "FLOWER_PORT": str(free_port()),
         "SCO_SOURCE": "sample",
         "CA_BUNDLE": "/etc/ssl/certs/ca-certificates.crt",
+        "SCO_API_KEY": API_KEY,  # the API listens on 0.0.0.0 in its container: never open
     }
     started = time.monotonic()
     compose("build", env=env)
@@ -168,7 +171,11 @@ def test_thirty_events_make_thirty_recordings_spread_over_three_workers(
     stack: dict[str, str],
 ) -> None:
     """30 events → 30 complete recordings on the volume, jobs on all 3 workers, Flower guarded."""
-    with httpx.Client(base_url=f"http://127.0.0.1:{stack['SCO_PORT']}", timeout=30) as api:
+    base = f"http://127.0.0.1:{stack['SCO_PORT']}"
+    assert httpx.get(f"{base}/v1/cameras", timeout=30).status_code == 401
+    with httpx.Client(
+        base_url=base, timeout=30, headers={"Authorization": f"Bearer {API_KEY}"}
+    ) as api:
         ids = send_and_wait(api)
         # The API reads the recordings volume (read-only) to serve frames and zips.
         frame = api.get(f"/v1/recordings/{ids[0]}/frames/30")

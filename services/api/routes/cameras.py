@@ -6,10 +6,10 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from services.api.context import Context
-from services.api.deps import ContextDep
+from services.api.deps import READ, ContextDep
 from services.kernel.contracts import utcnow
 
-router = APIRouter(prefix="/v1", tags=["cameras"])
+router = APIRouter(prefix="/v1", tags=["cameras"], dependencies=[READ])
 
 
 class CameraView(BaseModel):

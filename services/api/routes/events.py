@@ -6,10 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Response, status
 
-from services.api.deps import ContextDep
+from services.api.deps import INGEST, ContextDep
 from services.kernel.contracts import TRANSACTION_ID_PATTERN, EventAccepted, EventIn
 
-router = APIRouter(prefix="/v1", tags=["events"])
+router = APIRouter(prefix="/v1", tags=["events"], dependencies=[INGEST])
 
 
 @router.post(

@@ -22,13 +22,13 @@ from starlette.responses import StreamingResponse
 from zipstream import ZIP_STORED, ZipStream
 
 from services.api.context import Context
-from services.api.deps import ContextDep
+from services.api.deps import READ, ContextDep
 from services.api.routes.recordings import MISSING, RecordingId, existing
 from services.kernel.contracts import Manifest, Recording
 from services.kernel.signing import ALGORITHM, PUBLIC_NAME, load_public_key, public_key_text
 from services.stores.storage import THUMBNAIL, StorageError, check_folder
 
-router = APIRouter(prefix="/v1", tags=["files"])
+router = APIRouter(prefix="/v1", tags=["files"], dependencies=[READ])
 
 IMMUTABLE = "private, max-age=31536000, immutable"  # a written frame never changes
 NO_FILES = {**MISSING, 409: {"description": "The recording has no files (yet, or ever)"}}

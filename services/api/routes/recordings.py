@@ -12,7 +12,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.api.context import Context
-from services.api.deps import ContextDep
+from services.api.deps import READ, STATUS, ContextDep
 from services.kernel import keys
 from services.kernel.contracts import (
     RECORDING_ID_PATTERN,
@@ -36,13 +36,13 @@ MISSING: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.get("/recordings/{recording_id}", responses=MISSING)
+@router.get("/recordings/{recording_id}", responses=MISSING, dependencies=[STATUS])
 async def get_recording(recording_id: RecordingId, context: ContextDep) -> Recording:
     """One recording's status, reason, frames requested and saved, path and hold."""
     return await existing(context, recording_id)
 
 
-@router.put("/recordings/{recording_id}/hold", responses=MISSING)
+@router.put("/recordings/{recording_id}/hold", responses=MISSING, dependencies=[READ])
 async def hold_recording(recording_id: RecordingId, body: HoldIn, context: ContextDep) -> Recording:
     """Keep a recording whatever retention says (a case needs it), until released."""
     recording = await existing(context, recording_id)
@@ -52,7 +52,7 @@ async def hold_recording(recording_id: RecordingId, body: HoldIn, context: Conte
     return await existing(context, recording_id)
 
 
-@router.delete("/recordings/{recording_id}/hold", responses=MISSING)
+@router.delete("/recordings/{recording_id}/hold", responses=MISSING, dependencies=[READ])
 async def release_recording(
     recording_id: RecordingId,
     context: ContextDep,
@@ -90,7 +90,9 @@ class RecordingFilters(BaseModel):
     )
 
 
-@router.get("/recordings", responses={422: {"description": "A bad filter or cursor"}})
+@router.get(
+    "/recordings", responses={422: {"description": "A bad filter or cursor"}}, dependencies=[READ]
+)
 async def list_recordings(
     context: ContextDep,
     filters: Annotated[RecordingFilters, Query()],

@@ -25,7 +25,7 @@ async def page(request: Request, context: ContextDep) -> HTMLResponse:
         request,
         "index.html",
         {
-            "needs_key": context.settings.api_key is not None,
+            "needs_key": context.settings.has_keys,
             "cameras": context.settings.camera_ids,
         },
         headers={"Cache-Control": "no-store"},
