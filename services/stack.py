@@ -12,6 +12,7 @@ from pathlib import Path
 import httpx
 
 from services.capture.source import parse_source
+from services.kernel.redact import mask_credentials
 from services.kernel.settings import Settings, pasteable_url, secured
 from services.runtime.launcher import ServiceProcess
 from services.runtime.redisserver import RedisServer
@@ -119,7 +120,8 @@ def banner(settings: Settings, generated_key: str | None = None) -> str:
     auth = f" -H 'Authorization: Bearer {generated_key}'" if generated_key else ""
     lines = [
         "",
-        f"sco-recorder is recording camera {settings.camera_id} from {settings.source}",
+        f"sco-recorder is recording camera {settings.camera_id} from "
+        f"{mask_credentials(settings.source)}",
         f"  recordings: {output}/{settings.camera_id}/<date>/<recording_id>/",
         f"  recordings page: {base}/    API docs: {base}/docs",
     ]

@@ -75,6 +75,10 @@ def test_search_frames_thumbnail_and_zip_over_http(
     assert client.get("/v1/recordings", params={"cursor": "nonsense"}).status_code == 422
 
     manifest: dict[str, Any] = load_manifest(first)
+    folder = Path(manifest["path"])
+    assert {oct(path.stat().st_mode & 0o777) for path in folder.iterdir()} == {"0o640"}
+    for level in (folder, folder.parent, folder.parent.parent):  # recording, day, camera
+        assert oct(level.stat().st_mode & 0o777) == "0o750", level
     base = f"/v1/recordings/{first['recording_id']}"
     frame = client.get(f"{base}/frames/1")
     assert frame.status_code == 200

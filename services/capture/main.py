@@ -40,7 +40,7 @@ def main(settings: Settings) -> None:
             opener=functools.partial(open_source, timeout=settings.source_timeout),
             metrics=metrics,
         )
-        log.info("camera %s: capturing %s", settings.camera_id, spec.target)
+        log.info("camera %s: capturing %s", settings.camera_id, spec.shown)
         capture.run(life.stop)
         log.info("camera %s: stopped after %d frames", settings.camera_id,
                  capture.counters.frames_read)  # fmt: skip

@@ -16,6 +16,7 @@ from services.kernel.backoff import compute_backoff
 from services.kernel.contracts import CameraStatus, from_us, utcnow
 from services.kernel.framecodec import Pixels
 from services.kernel.outages import TRANSIENT
+from services.kernel.redact import mask_credentials
 from services.kernel.settings import Settings
 from services.stores.cameras import CameraRegistry
 from services.stores.framebuffer import FrameBuffer
@@ -71,7 +72,7 @@ class Counters:
     def fail(self, message: str) -> None:
         """Count an error and remember it for the heartbeat."""
         self.errors += 1
-        self.last_error = message
+        self.last_error = mask_credentials(message)
 
 
 class Capture:
@@ -125,7 +126,7 @@ class Capture:
             failures += 1
             self.state = "reconnecting"
             self._heartbeat(force=True)
-            log.warning("source %s lost; reconnecting in %.1f s", self.spec.target, delay)
+            log.warning("source %s lost; reconnecting in %.1f s", self.spec.shown, delay)
             stop.wait(delay)
         self.state = "stopped"
         self._heartbeat(force=True)
@@ -150,7 +151,7 @@ class Capture:
                 stop.wait(delay)
                 continue
             self.state = "running"
-            log.info("capturing %s at %.2f fps", self.spec.target, source.fps)
+            log.info("capturing %s at %.2f fps", self.spec.shown, source.fps)
             return source
         return None
 
@@ -163,7 +164,7 @@ class Capture:
         while not stop.is_set():
             got = source.read()
             if got is None:
-                self.counters.fail(f"source {self.spec.target!r}: read failed")
+                self.counters.fail(f"source {self.spec.shown!r}: read failed")
                 return False
             pixels, index = got
             if not self.spec.is_live:
@@ -238,7 +239,7 @@ class Capture:
         counters = self.counters
         return CameraStatus(
             camera_id=self.buffer.camera_id,
-            source=self.spec.target,
+            source=self.spec.shown,
             state=self.state,  # type: ignore[arg-type]  # only the literals above are assigned
             fps=round(counters.fps(now), 2),
             width=counters.width,

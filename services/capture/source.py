@@ -11,6 +11,7 @@ from typing import Protocol, cast
 import cv2
 
 from services.kernel.framecodec import Pixels
+from services.kernel.redact import mask_credentials
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,11 @@ class SourceSpec:
 
     kind: str  # "file", "camera" or "network"
     target: str
+
+    @property
+    def shown(self) -> str:
+        """The target as logs, heartbeats and errors show it: without a URL's password."""
+        return mask_credentials(self.target)
 
     @property
     def is_live(self) -> bool:
@@ -72,7 +78,7 @@ def parse_source(source: str) -> SourceSpec:
         return SourceSpec("network", source)
     path = Path(source)
     if not path.is_file():
-        raise SourceError(f"source {source!r}: no such file")
+        raise SourceError(f"source {mask_credentials(source)!r}: no such file")
     return SourceSpec("file", str(path))
 
 
@@ -96,7 +102,7 @@ class OpenCVSource:
         else:
             self._capture = cv2.VideoCapture(spec.target)
         if not self._capture.isOpened():
-            raise SourceError(f"source {spec.target!r}: cannot open it as a {spec.kind}")
+            raise SourceError(f"source {spec.shown!r}: cannot open it as a {spec.kind}")
         fps = float(self._capture.get(cv2.CAP_PROP_FPS) or 0.0)
         self.fps = fps if 0 < fps <= 240 else DEFAULT_FPS  # noqa: PLR2004  # sane camera rates
         self._index = 0
@@ -110,7 +116,7 @@ class OpenCVSource:
             ok, frame = self._capture.read()
         if not ok or frame is None:
             if self.spec.kind == "file":
-                raise SourceError(f"source {self.spec.target!r}: cannot decode a frame")
+                raise SourceError(f"source {self.spec.shown!r}: cannot decode a frame")
             return None
         index = self._index
         self._index += 1

@@ -102,6 +102,10 @@ class Settings(BaseSettings):
     output_dir: Path = Field(default=Path("recordings"), description="Recordings root.")
     png_encoder: Literal["fpng", "cv2"] = Field(default="fpng", description="PNG encoder.")
     png_compression: int = Field(default=1, ge=0, le=9, description="cv2 PNG compression level.")
+    recordings_group: str | None = Field(
+        default=None,
+        description="Group (name or ID) given the recordings; files are 0640, folders 0750.",
+    )
     signing_key_dir: Path | None = Field(
         default=None,
         description="Folder of the box's Ed25519 signing key (made at the first worker "

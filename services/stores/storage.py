@@ -8,6 +8,7 @@ either nothing or the whole recording.
 from __future__ import annotations
 
 import errno
+import grp
 import hashlib
 import logging
 import os
@@ -60,17 +61,24 @@ def full_disk_as_error(path: Path) -> Iterator[None]:
         raise
 
 
+FILE_MODE, FOLDER_MODE = 0o640, 0o750  # images of customers: owner and group only
+
+
 class StagedRecording:
     """A recording being written, invisible until committed."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, gid: int = -1) -> None:
         self.path = path
+        self.gid = gid
 
     def write(self, name: str, data: bytes) -> None:
-        """Write one file durably."""
+        """Write one file durably, readable by the owner and the recordings group only."""
         with full_disk_as_error(self.path / name):
-            descriptor = os.open(self.path / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            descriptor = os.open(self.path / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
             try:
+                os.fchmod(descriptor, FILE_MODE)  # whatever the umask
+                if self.gid != -1:
+                    os.fchown(descriptor, -1, self.gid)
                 view = memoryview(data)
                 while view:
                     view = view[os.write(descriptor, view) :]
@@ -82,8 +90,23 @@ class StagedRecording:
 class Storage:
     """The recordings root."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, group: str | None = None) -> None:
         self.root = root
+        self.gid = -1 if group is None else _gid_of(group)
+
+    def _private_folder(self, path: Path) -> None:
+        """Make `path` (and its missing parents under the root) owner-and-group only."""
+        missing = []
+        folder = path
+        while not folder.exists() and folder != self.root and self.root in folder.parents:
+            missing.append(folder)
+            folder = folder.parent
+        path.mkdir(parents=True, exist_ok=True)
+        for created in (path, *missing):
+            with suppress(FileNotFoundError):  # removed meanwhile (an empty day's folder)
+                os.chmod(created, FOLDER_MODE)
+                if self.gid != -1:
+                    os.chown(created, -1, self.gid)
 
     def path_of(self, camera_id: str, day: date, recording_id: str) -> Path:
         """Where a recording lives; IDs are checked so nothing can point outside the root."""
@@ -117,14 +140,14 @@ class Storage:
         """
         staging_root = self.root / STAGING
         with full_disk_as_error(staging_root):
-            staging_root.mkdir(parents=True, exist_ok=True)
+            self._private_folder(staging_root)
             for leftover in staging_root.glob(f"{recording_id}.*"):
                 log.info("removing %s, left by an earlier attempt", leftover.name)
                 shutil.rmtree(leftover, ignore_errors=True)
             path = staging_root / f"{recording_id}.{uuid.uuid4().hex[:8]}"
-            path.mkdir()
+            self._private_folder(path)
         try:
-            yield StagedRecording(path)
+            yield StagedRecording(path, self.gid)
         finally:
             if path.exists():
                 shutil.rmtree(path, ignore_errors=True)
@@ -134,7 +157,7 @@ class Storage:
         staged.write(MANIFEST, manifest.model_dump_json(indent=2).encode())
         _fsync_dir(staged.path)
         with full_disk_as_error(final.parent):
-            final.parent.mkdir(parents=True, exist_ok=True)
+            self._private_folder(final.parent)
         self._check_inside_root(final.parent)
         try:
             os.rename(staged.path, final)
@@ -167,7 +190,9 @@ class Storage:
             return False
         updated = manifest.model_copy(update={"hold": hold})
         temporary = path / f".{MANIFEST}.{uuid.uuid4().hex[:8]}"
-        StagedRecording(path).write(temporary.name, updated.model_dump_json(indent=2).encode())
+        StagedRecording(path, self.gid).write(
+            temporary.name, updated.model_dump_json(indent=2).encode()
+        )
         os.replace(temporary, path / MANIFEST)
         _fsync_dir(path)
         return True
@@ -179,7 +204,7 @@ class Storage:
             return None
         self._check_inside_root(path.parent)
         trash = self.root / TRASH
-        trash.mkdir(exist_ok=True)
+        self._private_folder(trash)
         aside = trash / f"{recording_id}.{uuid.uuid4().hex[:8]}"
         try:
             os.rename(path, aside)
@@ -210,6 +235,16 @@ class Storage:
         """Refuse a folder that resolves outside the root, e.g. through a planted symlink."""
         if not folder.resolve().is_relative_to(self.root.resolve()):
             raise StorageError(f"{folder} resolves outside the recordings root")
+
+
+def _gid_of(group: str) -> int:
+    """A group's ID by name or number; StorageError if this machine has no such group."""
+    if group.isdigit():
+        return int(group)
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        raise StorageError(f"no group {group!r} on this machine (SCO_RECORDINGS_GROUP)") from None
 
 
 def _fsync_dir(path: Path) -> None:

@@ -41,7 +41,7 @@ def build_app(settings: Settings) -> Celery:
     recorder = Recorder(
         buffer_of=cache(lambda camera_id: FrameBuffer(frames, camera_id)),
         store=store,
-        storage=Storage(settings.output_dir.resolve()),
+        storage=Storage(settings.output_dir.resolve(), settings.recordings_group),
         encode=make_encoder(settings.png_encoder, settings.png_compression),
         encoder_name=settings.png_encoder,
         signer=Signer.load_or_create(settings.keys_dir.resolve()),

@@ -14,11 +14,11 @@ from pydantic import SecretStr
 from services.kernel import keys
 from services.kernel.contracts import FINAL_STATUSES
 from services.kernel.settings import Settings
-from services.runtime.redisserver import RedisServer
+from services.runtime.redisserver import RedisServer, free_port
 from services.stores.taskqueue import make_celery
 from tests.support.processes import Service, start_worker
 from tests.support.servers import Servers, base_settings
-from tests.support.waiting import wait_final
+from tests.support.waiting import wait_final, wait_until
 
 ApiFactory = Callable[[Settings], httpx.Client]
 API_KEY = "k3y-" + uuid.uuid4().hex
@@ -115,14 +115,24 @@ def test_secrets_never_reach_logs_or_answers(
     capture_factory: Callable[[Settings], Service],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """The Redis password and the API key appear in no answer and in no service's log."""
+    """The Redis password, the API key and an RTSP source's password appear in no answer and
+    in no service's log, heartbeat or error."""
     server, password = guarded_redis
     url = f"redis://:{password}@127.0.0.1:{server.port}/0"
+    rtsp_password = "cam-" + uuid.uuid4().hex
     settings = base_settings(
         Servers(server, server), tmp_path / "out", redis_url=url, broker_url=url,
-        source=str(video), api_key=SecretStr(API_KEY),
+        source=str(video), api_key=SecretStr(API_KEY), cameras=["lane-a", "lane-rtsp"],
+        camera_id="lane-a",
     )  # fmt: skip
     capture = capture_factory(settings)
+    # A camera whose stream is down: its failures show the source, never its password.
+    rtsp = capture_factory(
+        settings.model_copy(update={
+            "camera_id": "lane-rtsp", "source_timeout": 0.5,
+            "source": f"rtsp://admin:{rtsp_password}@127.0.0.1:{free_port()}/stream1",
+        })
+    )  # fmt: skip
     client = api_factory(settings)
     auth = {"Authorization": f"Bearer {API_KEY}"}
     worker = start_worker(settings, tmp_path / "worker.log")
@@ -132,6 +142,11 @@ def test_secrets_never_reach_logs_or_answers(
         answers.append(accepted)
         client.headers.update(auth)
         wait_final(client, accepted.json()["recording_id"])
+        wait_until(
+            lambda: "admin:***@" in str(client.get("/v1/cameras").json()[1].get("last_error")),
+            what="the RTSP camera's failure reported",
+        )
+        answers.append(client.get("/v1/cameras"))
         server.stop()  # the store goes away: errors, retries, 503s
         answers.append(client.post("/v1/events", json={}))
         answers.append(client.get("/readyz"))
@@ -140,7 +155,10 @@ def test_secrets_never_reach_logs_or_answers(
         worker.stop()
         server.start(port=server.port)
     assert answers[-2].status_code == 503
-    texts = [answer.text for answer in answers] + [caplog.text, worker.log(), capture.log()]
+    assert "rtsp://admin:***@127.0.0.1" in answers[2].text
+    texts = [answer.text for answer in answers]
+    texts += [caplog.text, worker.log(), capture.log(), rtsp.log()]
     for text in texts:
         assert password not in text
         assert API_KEY not in text
+        assert rtsp_password not in text

@@ -84,3 +84,24 @@ def test_staging_left_by_a_dead_worker_is_cleaned(tmp_path: Path) -> None:
     (tmp_path / ".staging" / "fresh").mkdir()
     assert storage.clean_staging(older_than=60) == 1
     assert [p.name for p in (tmp_path / ".staging").iterdir()] == ["fresh"]
+
+
+def test_recordings_are_private_to_their_owner_and_group(tmp_path: Path) -> None:
+    """Files 0640, folders 0750 whatever the umask, in SCO_RECORDINGS_GROUP when set."""
+    group = str(os.getgid())
+    storage = Storage(tmp_path, group)
+    final = storage.path_of("lane-1", DAY, RECORDING)
+    previous = os.umask(0)  # the most permissive umask must not widen them
+    try:
+        with storage.staging(RECORDING) as staged:
+            staged.write("frame_0001.png", b"png")
+            assert storage.commit(staged, manifest(), final)
+    finally:
+        os.umask(previous)
+    for path in (final / "frame_0001.png", final / "metadata.json"):
+        assert path.stat().st_mode & 0o777 == 0o640, path
+        assert path.stat().st_gid == int(group)
+    for folder in (final, final.parent, final.parent.parent, tmp_path / ".staging"):
+        assert folder.stat().st_mode & 0o777 == 0o750, folder
+    with pytest.raises(StorageError, match="SCO_RECORDINGS_GROUP"):
+        Storage(tmp_path, "no-such-group-here")
