@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from functools import cache
 
 import redis
@@ -44,7 +45,7 @@ def build_app(settings: Settings) -> Celery:
         storage=Storage(settings.output_dir.resolve(), settings.recordings_group),
         encode=make_encoder(settings.png_encoder, settings.png_compression),
         encoder_name=settings.png_encoder,
-        signer=Signer.load_or_create(settings.keys_dir.resolve()),
+        signer=signer_of(settings),
         settle_timeout=settings.settle_timeout,
         page_bytes=settings.read_page_bytes,
         max_deliveries=settings.max_deliveries,
@@ -66,6 +67,17 @@ def build_app(settings: Settings) -> Celery:
     )
     install(app, takeover, settings.worker_heartbeat)
     return app
+
+
+def signer_of(settings: Settings) -> Callable[[], Signer]:
+    """The box's signing key, made now if it can be: a full disk defers that to the first
+    recording, which then waits for space like its frames do."""
+    load = cache(lambda: Signer.load_or_create(settings.keys_dir.resolve()))
+    try:
+        load()
+    except OSError as error:
+        log.warning("signing key not made yet (%s); the first recording will make it", error)
+    return load
 
 
 def main(settings: Settings) -> None:

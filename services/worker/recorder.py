@@ -28,7 +28,13 @@ from services.kernel.outages import TRANSIENT
 from services.kernel.signing import Signer
 from services.stores.framebuffer import FrameBuffer, Window
 from services.stores.recordings import RecordingStore, folder_size
-from services.stores.storage import THUMBNAIL, StagedRecording, Storage, StorageFullError
+from services.stores.storage import (
+    THUMBNAIL,
+    StagedRecording,
+    Storage,
+    StorageFullError,
+    full_disk_as_error,
+)
 from services.worker.encoder import Encoder, thumbnail
 from services.worker.metrics import WorkerMetrics
 
@@ -66,7 +72,7 @@ class Recorder:
     encoder_name: str
     settle_timeout: float
     page_bytes: int
-    signer: Signer | None = None
+    signer: Callable[[], Signer] | None = None  # the box's key, loaded (or made) when needed
     max_deliveries: int = 3
     run_seconds: float = 306.0
     clock: Callable[[], float] = field(default=time.time)
@@ -181,7 +187,9 @@ class Recorder:
                 status, reason = judge(job, window, frames, self.clock(), pin_held)
                 manifest = _manifest(job, frames, status, reason, self.encoder_name)
                 if self.signer is not None:
-                    signature = self.signer.sign(manifest.model_dump_json())
+                    with full_disk_as_error(self.storage.root):  # making the key writes too
+                        signer = self.signer()
+                    signature = signer.sign(manifest.model_dump_json())
                     manifest = manifest.model_copy(update={"signature": signature})
                 committed = self.storage.commit(staged, manifest, final)
             except OSError as error:

@@ -138,7 +138,7 @@ def test_secrets_never_reach_logs_or_answers(
     worker = start_worker(settings, tmp_path / "worker.log")
     answers = [client.post("/v1/events", json={}, headers={"Authorization": "Bearer nope"})]
     try:
-        accepted = client.post("/v1/events", json={}, headers=auth)
+        accepted = client.post("/v1/events", json={"camera_id": "lane-a"}, headers=auth)
         answers.append(accepted)
         client.headers.update(auth)
         wait_final(client, accepted.json()["recording_id"])
@@ -148,7 +148,7 @@ def test_secrets_never_reach_logs_or_answers(
         )
         answers.append(client.get("/v1/cameras"))
         server.stop()  # the store goes away: errors, retries, 503s
-        answers.append(client.post("/v1/events", json={}))
+        answers.append(client.post("/v1/events", json={"camera_id": "lane-a"}))
         answers.append(client.get("/readyz"))
         time.sleep(2)
     finally:

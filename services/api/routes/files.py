@@ -138,7 +138,7 @@ async def signing_key(context: ContextDep) -> SigningKey:
     """The public half of the key that signs every recording's metadata.json."""
     key = await asyncio.to_thread(_box_key, context)
     if key is None:
-        raise HTTPException(404, "no signing key yet: it is made when a worker first starts")
+        raise HTTPException(404, "no signing key yet: a worker makes it when it starts")
     pem = key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
