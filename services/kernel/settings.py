@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import secrets
 from collections.abc import Callable
@@ -19,7 +20,13 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 CAMERA_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 _CAMERA_ID = re.compile(CAMERA_ID_PATTERN)
@@ -38,12 +45,50 @@ class CameraRetention(BaseModel):
     max_bytes: int | None = Field(default=None, ge=0, description="0 = no cap.")
 
 
+SECRETS = ("api_key", "ingest_keys", "read_keys", "mqtt_password")
+
+
+class SecretFiles(PydanticBaseSettingsSource):
+    """`SCO_<SECRET>_FILE=/run/secrets/…`: a secret setting read from a file, so it need not
+    sit in the environment (Docker and compose secrets). The variable itself wins."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        """Unused: __call__ reads every secret at once."""
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name in SECRETS:
+            variable = f"SCO_{name.upper()}_FILE"
+            path = os.environ.get(variable)
+            if not path:
+                continue
+            try:
+                values[name] = Path(path).read_text().strip()
+            except OSError as error:
+                raise SettingsError(f"{variable}: cannot read {path}: {error.strerror}") from None
+        return values
+
+
 class Settings(BaseSettings):
     """Configuration shared by capture, API and worker; `SCO_*` variables mirror the CLI flags."""
 
     model_config = SettingsConfigDict(
         env_prefix="SCO_", extra="ignore", validate_default=True, populate_by_name=True
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Flags, then SCO_* variables, then SCO_*_FILE secrets (Docker secrets)."""
+        return (init_settings, env_settings, SecretFiles(settings_cls), dotenv_settings,
+                file_secret_settings)  # fmt: skip
 
     # Frames: which camera, from which source, how many per recording.
     source: str = Field(default="sample", description="Video file, camera index, or RTSP/HTTP URL.")
@@ -263,8 +308,9 @@ class Settings(BaseSettings):
     @field_validator("ingest_keys", "read_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: Any) -> Any:
+        """Keys separated by commas (a variable) or lines (a secret file)."""
         if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
+            return [part for part in re.split(r"[,\s]+", value) if part]
         return value
 
     @field_validator("api_key", "mqtt_password", mode="before")

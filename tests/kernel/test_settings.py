@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from services.kernel.settings import SettingsError, load_settings
@@ -74,3 +76,21 @@ def test_a_worker_presumed_dead_before_it_could_beat_is_refused() -> None:
     """SCO_WORKER_LOST_AFTER under three heartbeats would take jobs from live workers."""
     with pytest.raises(SettingsError, match=r"SCO_WORKER_LOST_AFTER.*SCO_WORKER_HEARTBEAT"):
         load_settings(worker_heartbeat=2, worker_lost_after=5)
+
+
+def test_secrets_may_come_from_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SCO_<SECRET>_FILE (Docker secrets): read and stripped; keys one per line; the
+    variable itself wins; an unreadable file is named."""
+    (tmp_path / "api").write_text("from-a-file\n")
+    (tmp_path / "read").write_text("first\nsecond\n")
+    monkeypatch.setenv("SCO_API_KEY_FILE", str(tmp_path / "api"))
+    monkeypatch.setenv("SCO_READ_KEYS_FILE", str(tmp_path / "read"))
+    settings = load_settings()
+    assert settings.api_key is not None
+    assert settings.api_key.get_secret_value() == "from-a-file"
+    assert [key.get_secret_value() for key in settings.read_keys] == ["first", "second"]
+    monkeypatch.setenv("SCO_API_KEY", "from-the-variable")
+    assert load_settings().api_key.get_secret_value() == "from-the-variable"  # type: ignore[union-attr]
+    monkeypatch.setenv("SCO_MQTT_PASSWORD_FILE", str(tmp_path / "missing"))
+    with pytest.raises(SettingsError, match="SCO_MQTT_PASSWORD_FILE"):
+        load_settings()
