@@ -65,3 +65,13 @@ def test_compose_services_are_healthchecked_and_workers_scale() -> None:
     assert "ports" not in services["worker"]
     assert "--appendonly" in services["broker-redis"]["command"]
     assert "noeviction" in services["frames-redis"]["command"]
+
+
+def test_published_ports_listen_on_loopback_unless_asked() -> None:
+    """The API, Flower and mosquitto are reachable from the box only, by default (#14)."""
+    result = compose("--profile", "mqtt", "config", FLOWER_BASIC_AUTH="a:b")
+    services = yaml.safe_load(result.stdout)["services"]
+    for name in ("api", "flower", "mosquitto"):
+        assert [port["host_ip"] for port in services[name]["ports"]] == ["127.0.0.1"], name
+    opened = compose("config", FLOWER_BASIC_AUTH="a:b", SCO_BIND="0.0.0.0")  # noqa: S104
+    assert yaml.safe_load(opened.stdout)["services"]["api"]["ports"][0]["host_ip"] == "0.0.0.0"  # noqa: S104
