@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+import secrets
 import sys
 import tempfile
 import time
@@ -367,6 +368,38 @@ def report_final(client: httpx.Client, ids: list[str], timeout: float = 120.0) -
         click.echo(f"{recording['recording_id']} {recording['status']} {saved}{reason}")
         if recording.get("path"):
             click.echo(f"  {recording['path']}")
+
+
+@cli.command()
+@click.option(
+    "--env-file", type=click.Path(path_type=Path, dir_okay=False), default=".env",
+    show_default=True, help="Where compose reads its secrets.",
+)  # fmt: skip
+@click.option("--force", is_flag=True, help="Replace an existing file (every secret changes).")
+def init(*, env_file: Path, force: bool) -> None:
+    """Write fresh secrets for `docker compose` into .env: Redis passwords, API keys, Flower's
+    login. Never copy secrets from a README; run this once per box."""
+    if env_file.exists() and not force:
+        raise click.ClickException(f"{env_file} exists; --force replaces every secret in it")
+    fresh = {
+        "FRAMES_REDIS_PASSWORD": secrets.token_hex(24),
+        "BROKER_REDIS_PASSWORD": secrets.token_hex(24),
+        "SCO_API_KEY": secrets.token_urlsafe(32),
+        "SCO_INGEST_KEYS": secrets.token_urlsafe(32),
+        "SCO_READ_KEYS": secrets.token_urlsafe(32),
+        "FLOWER_BASIC_AUTH": f"admin:{secrets.token_urlsafe(16)}",
+    }
+    lines = ["# Written by `sco-recorder init`: this box's secrets; keep the file private.\n"]
+    lines += [f"{name}={value}\n" for name, value in fresh.items()]
+    descriptor = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as out:
+        os.fchmod(out.fileno(), 0o600)
+        out.writelines(lines)
+    click.echo(f"wrote {len(fresh)} secrets to {env_file} (mode 0600): {', '.join(fresh)}")
+    click.echo(
+        "the cashier system posts events with SCO_INGEST_KEYS; investigators and the page use "
+        "SCO_READ_KEYS. Then: docker compose up -d"
+    )
 
 
 @cli.command()

@@ -25,12 +25,18 @@ def compose_binary() -> Path:
     return Path(compose_package.__file__).parent / "docker-compose"
 
 
+# What `sco-recorder init` writes into .env; compose refuses to start without them.
+REQUIRED = ("FLOWER_BASIC_AUTH", "FRAMES_REDIS_PASSWORD", "BROKER_REDIS_PASSWORD")
+SECRETS = {"FLOWER_BASIC_AUTH": "a:b", "FRAMES_REDIS_PASSWORD": "f" * 8,
+           "BROKER_REDIS_PASSWORD": "b" * 8}  # fmt: skip
+
+
 def compose(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """Run compose v2 on the project's compose file."""
+    """Run compose v2 on the project's compose file, with only the secrets given."""
     return subprocess.run(
         [str(compose_binary()), "-f", str(ROOT / "docker-compose.yml"), *args],
         capture_output=True, text=True, check=False, timeout=60,
-        env={**{k: v for k, v in os.environ.items() if k != "FLOWER_BASIC_AUTH"}, **env},
+        env={**{k: v for k, v in os.environ.items() if k not in REQUIRED}, **env},
     )  # fmt: skip
 
 
@@ -44,17 +50,18 @@ def test_every_dockerfile_passes_hadolint(dockerfile: Path) -> None:
     assert (result.returncode, result.stdout) == (0, "")
 
 
-def test_compose_is_valid_and_requires_the_flower_secret() -> None:
-    """`compose config -q` passes with FLOWER_BASIC_AUTH set and names it when missing."""
-    assert compose("config", "-q", FLOWER_BASIC_AUTH="admin:secret").returncode == 0
-    missing = compose("config", "-q")
-    assert missing.returncode != 0
-    assert "FLOWER_BASIC_AUTH" in missing.stderr
+def test_compose_is_valid_and_requires_its_secrets() -> None:
+    """`compose config -q` passes with every secret set and names each one missing."""
+    assert compose("config", "-q", **SECRETS).returncode == 0
+    for name in REQUIRED:
+        missing = compose("config", "-q", **{k: v for k, v in SECRETS.items() if k != name})
+        assert missing.returncode != 0
+        assert name in missing.stderr
 
 
 def test_compose_services_are_healthchecked_and_workers_scale() -> None:
     """Every service has a healthcheck; workers have no container name and no host port."""
-    result = compose("--profile", "mqtt", "--profile", "lane-2", "config", FLOWER_BASIC_AUTH="a:b")
+    result = compose("--profile", "mqtt", "--profile", "lane-2", "config", **SECRETS)
     config: dict[str, Any] = yaml.safe_load(result.stdout)
     services = config["services"]
     assert {"frames-redis", "broker-redis", "capture", "api", "worker", "flower"} <= set(services)
@@ -69,9 +76,29 @@ def test_compose_services_are_healthchecked_and_workers_scale() -> None:
 
 def test_published_ports_listen_on_loopback_unless_asked() -> None:
     """The API, Flower and mosquitto are reachable from the box only, by default (#14)."""
-    result = compose("--profile", "mqtt", "config", FLOWER_BASIC_AUTH="a:b")
+    result = compose("--profile", "mqtt", "config", **SECRETS)
     services = yaml.safe_load(result.stdout)["services"]
     for name in ("api", "flower", "mosquitto"):
         assert [port["host_ip"] for port in services[name]["ports"]] == ["127.0.0.1"], name
-    opened = compose("config", FLOWER_BASIC_AUTH="a:b", SCO_BIND="0.0.0.0")  # noqa: S104
+    opened = compose("config", **SECRETS, SCO_BIND="0.0.0.0")  # noqa: S104
     assert yaml.safe_load(opened.stdout)["services"]["api"]["ports"][0]["host_ip"] == "0.0.0.0"  # noqa: S104
+
+
+def test_init_writes_every_secret_compose_needs(tmp_path: Path) -> None:
+    """`sco-recorder init` writes fresh secrets (0600) that compose starts with; it never
+    overwrites them unless asked."""
+    env_file = tmp_path / ".env"
+    cli = [sys.executable, "-m", "services.cli", "init", "--env-file", str(env_file)]
+    first = subprocess.run(cli, capture_output=True, text=True, check=False, timeout=60)
+    assert first.returncode == 0, first.stderr
+    assert env_file.stat().st_mode & 0o777 == 0o600
+    values = dict(line.split("=", 1) for line in env_file.read_text().splitlines() if "=" in line)
+    assert set(REQUIRED) <= set(values)
+    assert len(set(values.values())) == len(values)  # all different, all fresh
+    assert compose("--env-file", str(env_file), "config", "-q").returncode == 0
+    again = subprocess.run(cli, capture_output=True, text=True, check=False, timeout=60)
+    assert again.returncode != 0
+    assert "exists" in again.stderr
+    forced = subprocess.run([*cli, "--force"], capture_output=True, text=True, check=False)
+    assert forced.returncode == 0
+    assert env_file.read_text() != "".join(f"{k}={v}\n" for k, v in values.items())

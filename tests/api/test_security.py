@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import redis
 from pydantic import SecretStr
 
 from services.kernel import keys
@@ -104,6 +105,35 @@ def guarded_redis(tmp_path: Path) -> Iterator[tuple[RedisServer, str]]:
     server = RedisServer(tmp_path / "guarded", options=("--requirepass", password)).start()
     yield server, password
     server.stop()
+
+
+@pytest.mark.e2e
+def test_a_redis_with_a_password_refuses_services_without_it(
+    guarded_redis: tuple[RedisServer, str],
+    tmp_path: Path,
+    video: Path,
+    api_factory: ApiFactory,
+    capture_factory: Callable[[Settings], Service],
+) -> None:
+    """Compose's Redis servers want a password: a service without it is refused, says so,
+    and writes nothing."""
+    server, password = guarded_redis
+    url = f"redis://127.0.0.1:{server.port}/0"
+    settings = base_settings(
+        Servers(server, server), tmp_path / "out", redis_url=url, broker_url=url,
+        source=str(video),
+    )  # fmt: skip
+    capture = capture_factory(settings)
+    client = api_factory(settings)
+    refused = client.post("/v1/events", json={})
+    assert refused.status_code == 503
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert "authenticat" in " ".join(ready.json()["problems"]).lower()
+    wait_until(lambda: "authenticat" in capture.log().lower(), what="the capture refused")
+    guarded = redis.Redis.from_url(f"redis://:{password}@127.0.0.1:{server.port}/0")
+    assert guarded.dbsize() == 0
+    guarded.close()
 
 
 @pytest.mark.e2e

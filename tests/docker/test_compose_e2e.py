@@ -130,6 +130,9 @@ def stack(base_image: str) -> Iterator[dict[str, str]]:
         "SCO_SOURCE": "sample",
         "CA_BUNDLE": "/etc/ssl/certs/ca-certificates.crt",
         "SCO_API_KEY": API_KEY,  # the API listens on 0.0.0.0 in its container: never open
+        # What `sco-recorder init` writes into .env: both Redis servers want a password.
+        "FRAMES_REDIS_PASSWORD": uuid.uuid4().hex,
+        "BROKER_REDIS_PASSWORD": uuid.uuid4().hex,
     }
     started = time.monotonic()
     compose("build", env=env)
