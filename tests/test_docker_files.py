@@ -102,3 +102,13 @@ def test_init_writes_every_secret_compose_needs(tmp_path: Path) -> None:
     forced = subprocess.run([*cli, "--force"], capture_output=True, text=True, check=False)
     assert forced.returncode == 0
     assert env_file.read_text() != "".join(f"{k}={v}\n" for k, v in values.items())
+
+
+def test_every_container_is_hardened() -> None:
+    """Read-only root, no capabilities, no privilege gain, a memory limit (#14)."""
+    result = compose("--profile", "mqtt", "--profile", "lane-2", "config", **SECRETS)
+    for name, service in yaml.safe_load(result.stdout)["services"].items():
+        assert service.get("read_only") is True, name
+        assert service.get("cap_drop") == ["ALL"], name
+        assert "no-new-privileges:true" in service.get("security_opt", []), name
+        assert int(service.get("mem_limit", 0)) > 0, name
