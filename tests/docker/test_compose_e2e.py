@@ -8,6 +8,7 @@ with debootstrap and imported under the name the Dockerfiles use.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -200,3 +201,55 @@ def test_thirty_events_make_thirty_recordings_spread_over_three_workers(
     per_worker = Counter(task["worker"] for task in tasks.json().values())
     assert sum(per_worker.values()) == EVENTS, per_worker
     assert len(per_worker) == WORKERS, per_worker
+
+
+def test_the_all_in_one_image_prints_a_key_and_records_with_it(base_image: str) -> None:
+    """The README's first try: `docker build -t sco-recorder-service .` then `docker run -p
+    8000:8000 sco-recorder-service`. Its API listens on every interface, so it makes a key
+    and prints it with an address to paste; an event posted with that key records."""
+    image, name = "sco-recorder-service:e2e", f"sco-e2e-one-{uuid.uuid4().hex[:8]}"
+    # The legacy builder (what Debian's docker.io has without buildx); this machine's proxy
+    # wants its CA bundle, dropped where the Dockerfile looks for one.
+    bundle = ROOT / "docker" / "ca-bundle.crt"
+    shutil.copyfile("/etc/ssl/certs/ca-certificates.crt", bundle)
+    try:
+        run("docker", "build", "-t", image, "--build-arg", f"BASE_IMAGE={base_image}",
+            str(ROOT), env={**os.environ, "DOCKER_BUILDKIT": "0"})  # fmt: skip
+    finally:
+        bundle.unlink()
+    port = free_port()
+    run("docker", "run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:8000", image)
+    try:
+        deadline = time.monotonic() + 180
+        while "Ctrl-C stops everything" not in (logs := run("docker", "logs", name)):
+            assert time.monotonic() < deadline, logs
+            time.sleep(1)
+        pasteable = r"http://127\.0\.0\.1:8000/v1/events -H 'Authorization: Bearer (\S+)'"
+        printed = re.search(pasteable, logs)
+        assert printed is not None, logs
+        assert "http://0.0.0.0" not in logs
+        base = f"http://127.0.0.1:{port}"
+        assert httpx.post(f"{base}/v1/events", json={}, timeout=30).status_code == 401
+        with httpx.Client(
+            base_url=base, timeout=30, headers={"Authorization": f"Bearer {printed.group(1)}"}
+        ) as api:
+            deadline = time.monotonic() + 120
+            while not _buffer_full(api):
+                assert time.monotonic() < deadline, run("docker", "logs", name)
+                time.sleep(1)
+            recording_id = api.post("/v1/events", json={}).json()["recording_id"]
+            while (recording := api.get(f"/v1/recordings/{recording_id}").json())["status"] in {
+                "queued", "running"
+            }:  # fmt: skip
+                assert time.monotonic() < deadline, recording
+                time.sleep(0.5)
+            assert recording["status"] == "complete", recording
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
+
+
+def _buffer_full(api: httpx.Client, frames: int = 30) -> bool:
+    """Ready, with N frames buffered: just after start a window would still be short."""
+    if api.get("/readyz").status_code != 200:
+        return False
+    return int(api.get("/v1/cameras").json()[0]["buffer_length"]) >= frames
