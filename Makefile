@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 SOURCE ?= sample
 OUTPUT ?= recordings
 
-.PHONY: install run test test-fast test-docker lint bench chaos clean
+.PHONY: install run test test-fast test-docker lint bench chaos lock clean
 
 $(BIN)/.installed: pyproject.toml requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,11 @@ bench: install  ## Every benchmark of docs/benchmarks.md (needs wrk: apt-get ins
 
 chaos: install  ## Kill processes at random under steady traffic for 5 min; every goal checked (docs/reliability.md).
 	$(BIN)/python -m bench.chaos --mqtt
+
+lock: install  ## Pin the images' dependencies (requirements.lock); commit the result.
+	$(BIN)/uv pip compile pyproject.toml --extra video --extra embedded --extra sample \
+	  --extra flower --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
+	  --quiet -o requirements.lock
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import compose as compose_package
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).parent.parent
 DOCKERFILES = sorted(ROOT.glob("Dockerfile*"))
@@ -112,3 +115,25 @@ def test_every_container_is_hardened() -> None:
         assert service.get("cap_drop") == ["ALL"], name
         assert "no-new-privileges:true" in service.get("security_opt", []), name
         assert int(service.get("mem_limit", 0)) > 0, name
+
+
+def test_the_images_install_from_the_lock_file() -> None:
+    """Every image pins its dependencies with requirements.lock (`make lock`), and the lock
+    pins every dependency pyproject names, so a rebuild next month gets the same versions."""
+    pinned = {
+        canonicalize_name(line.split("==")[0])
+        for line in (ROOT / "requirements.lock").read_text().splitlines()
+        if "==" in line and not line.startswith("#")
+    }
+    images = ("", "video", "embedded", "sample", "flower")  # what the images install
+    for requirement in map(Requirement, metadata.requires("sco-recorder") or []):
+        marker = requirement.marker
+        in_images = marker is None or any(marker.evaluate({"extra": e}) for e in images)
+        if in_images and requirement.name != "sco-recorder":
+            assert canonicalize_name(requirement.name) in pinned, requirement.name
+    for dockerfile in ("Dockerfile", "Dockerfile.api", "Dockerfile.capture", "Dockerfile.worker"):
+        text = (ROOT / dockerfile).read_text()
+        installs = [line for line in text.splitlines() if "pip install" in line]
+        assert installs, dockerfile
+        for line in installs:
+            assert "-c requirements.lock" in line or "--no-deps --force-reinstall ." in line, line
