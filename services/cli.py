@@ -261,6 +261,17 @@ def send(
             report_final(client, ids)
 
 
+PUBLIC_KEY_FILE = "signing-key.pub"  # `get` leaves the box's key beside what it unpacked
+
+
+def client_key(url: str, headers: dict[str, str]) -> str:
+    """The box's public signing key (PEM), from its API."""
+    answer = httpx.get(f"{url.rstrip('/')}/v1/signing-key", headers=headers, timeout=30.0)
+    if answer.status_code != 200:  # noqa: PLR2004
+        raise click.ClickException(f"signing key: {answer.status_code}: {_detail(answer)}")
+    return str(answer.json()["pem"])
+
+
 @cli.command()
 @click.argument("recording_id")
 @click.option(
@@ -294,17 +305,6 @@ def get(*, recording_id: str, target: Path, url: str, api_key: str | None) -> No
     folder = target / recording_id
     click.echo(f"saved {folder}, and the box's public key in {target / PUBLIC_KEY_FILE}")
     _report_check(folder, key)
-
-
-PUBLIC_KEY_FILE = "signing-key.pub"  # `get` leaves the box's key beside what it unpacked
-
-
-def client_key(url: str, headers: dict[str, str]) -> str:
-    """The box's public signing key (PEM), from its API."""
-    answer = httpx.get(f"{url.rstrip('/')}/v1/signing-key", headers=headers, timeout=30.0)
-    if answer.status_code != 200:  # noqa: PLR2004
-        raise click.ClickException(f"signing key: {answer.status_code}: {_detail(answer)}")
-    return str(answer.json()["pem"])
 
 
 @cli.command()

@@ -15,6 +15,7 @@ from redis import asyncio as aioredis
 from services.kernel import keys
 from services.kernel.contracts import Hold, Manifest, Recording, Status, utcnow
 from services.stores.scripts import CREATE, REQUEUED, SETTLE, START, UPDATE, ScriptArg
+from services.stores.storage import folder_size
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ class RecordingKeys:
         max_queued: int,
     ) -> tuple[list[str], list[ScriptArg]]:
         idem = keys.idempotency(recording.camera_id, idempotency_key) if idempotency_key else ""
-        score = _score(recording.received_at)
+        score = score_of(recording.received_at)
         transaction = recording.transaction_id
         # received_ms: the score under which retention lists the recording once final.
         fields = {**_to_fields(recording), "received_ms": str(score)}
@@ -80,7 +81,7 @@ class RecordingKeys:
     def _newest_range(camera_id: str | None, before: datetime | None) -> tuple[str, str]:
         """The index to read and its upper bound, for recordings received before a time."""
         index = keys.recordings_of(camera_id) if camera_id else keys.RECORDINGS_ALL
-        return index, f"({_score(before)}" if before else "+inf"
+        return index, f"({score_of(before)}" if before else "+inf"
 
     @staticmethod
     def _listed(replies: list[object]) -> list[Recording]:
@@ -114,20 +115,6 @@ class AsyncRecordingStore(RecordingKeys):
     async def get(self, recording_id: str) -> Recording | None:
         """One recording's status, or None if unknown."""
         return self._parsed(await self._redis.hgetall(keys.recording(recording_id)))
-
-    async def newest(
-        self, camera_id: str | None, limit: int, before: datetime | None = None
-    ) -> list[Recording]:
-        """Recordings newest first, optionally of one camera and received before a time."""
-        index, upper = self._newest_range(camera_id, before)
-        ids = cast(
-            "list[bytes]",
-            await self._redis.zrevrangebyscore(index, upper, "-inf", start=0, num=limit),
-        )
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for recording_id in ids:
-                pipe.hgetall(keys.recording(recording_id.decode()))
-            return self._listed(await pipe.execute())
 
 
 @dataclass(frozen=True)
@@ -168,10 +155,12 @@ class RecordingStore(RecordingKeys):
         frames_saved: int | None = None,
         path: str | None = None,
         size: int | None = None,
+        camera_id: str | None = None,
     ) -> bool:
         """Move a recording to a status; False if it was already final (or unknown).
 
         `size`: the bytes of the folder written, which count towards its camera's usage.
+        `camera_id`, when the caller knows it, saves reading it for retention's keys.
         """
         fields: dict[str, str] = {"status": status.value, "updated_at": utcnow().isoformat()}
         if reason is not None:
@@ -182,11 +171,11 @@ class RecordingStore(RecordingKeys):
             fields["path"] = path
         if size is not None:
             fields["bytes"] = str(size)
-        camera_id = self._camera_of(recording_id) if status.is_final else ""
+        camera = (camera_id or self._camera_of(recording_id)) if status.is_final else ""
         script_keys, args = UPDATE.bind(
             recording=keys.recording(recording_id), open=keys.RECORDINGS_OPEN,
-            **self._final_keys(camera_id), recording_id=recording_id,
-            final="1" if status.is_final else "0", camera_id=camera_id,
+            **self._final_keys(camera), recording_id=recording_id,
+            final="1" if status.is_final else "0", camera_id=camera,
             fields=[item for pair in fields.items() for item in pair],
         )  # fmt: skip
         return bool(self._update(keys=script_keys, args=args))
@@ -197,7 +186,13 @@ class RecordingStore(RecordingKeys):
         return camera.decode() if camera else ""
 
     def start(
-        self, recording_id: str, *, retries: int, max_deliveries: int, deadline: datetime
+        self,
+        recording_id: str,
+        *,
+        retries: int,
+        max_deliveries: int,
+        deadline: datetime,
+        camera_id: str | None = None,
     ) -> Start:
         """Count a delivery and mark the recording running, or failed once its job has been
         lost `max_deliveries` times (retries are not losses). None status: unknown recording.
@@ -206,7 +201,7 @@ class RecordingStore(RecordingKeys):
             f"its worker process died on each of its {max_deliveries} runs "
             "(SCO_MAX_DELIVERIES); the job is not tried again"
         )
-        camera_id = self._camera_of(recording_id)
+        camera_id = camera_id or self._camera_of(recording_id)
         script_keys, args = START.bind(
             recording=keys.recording(recording_id), open=keys.RECORDINGS_OPEN,
             **self._final_keys(camera_id), recording_id=recording_id,
@@ -300,7 +295,8 @@ def parse_recording(fields: object) -> Recording | None:
     return _from_fields(cast("dict[bytes, bytes]", fields)) if fields else None
 
 
-def _score(moment: datetime) -> int:
+def score_of(moment: datetime) -> int:
+    """A moment as the recordings indexes score it: ms since the epoch."""
     return int(moment.timestamp() * 1000)
 
 
@@ -324,14 +320,6 @@ def _overdue_reasons(now: datetime) -> tuple[str, str]:
 
 
 _HOLDS = ("hold", "released")  # the hash fields that hold a Hold as JSON
-
-
-def folder_size(path: Path) -> int:
-    """Bytes of the files in a recording's folder (0 if there is none)."""
-    try:
-        return sum(entry.stat().st_size for entry in path.iterdir() if entry.is_file())
-    except FileNotFoundError:
-        return 0
 
 
 def hold_field(hold: Hold | None) -> str:

@@ -25,7 +25,7 @@ from redis import asyncio as aioredis
 
 from services.kernel import keys
 from services.kernel.contracts import RECORDING_ID_PATTERN, Recording, Status
-from services.stores.recordings import parse_recording
+from services.stores.recordings import parse_recording, score_of
 
 MAX_EXAMINED = 5000
 BATCH = 200
@@ -88,10 +88,10 @@ class RecordingQuery:
 
     def bounds(self) -> tuple[int | None, int | None]:
         """Index scores (received ms) that can hold a match: (lowest, highest)."""
-        lowest = _ms(self.since - self.margin) if self.since else None
-        highest = _ms(self.until + self.margin) if self.until else None
+        lowest = score_of(self.since - self.margin) if self.since else None
+        highest = score_of(self.until + self.margin) if self.until else None
         if self.received_before is not None:
-            before = _ms(self.received_before) - 1
+            before = score_of(self.received_before) - 1
             highest = before if highest is None else min(highest, before)
         return lowest, highest
 
@@ -172,7 +172,3 @@ async def _after(
         if fresh or len(rows) < BATCH:
             return fresh
         skipped += len(rows)  # a whole batch of the cursor's millisecond already seen
-
-
-def _ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)

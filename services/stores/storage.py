@@ -237,6 +237,14 @@ class Storage:
             raise StorageError(f"{folder} resolves outside the recordings root")
 
 
+def folder_size(path: Path) -> int:
+    """Bytes of the files in a recording's folder (0 if there is none)."""
+    try:
+        return sum(entry.stat().st_size for entry in path.iterdir() if entry.is_file())
+    except FileNotFoundError:
+        return 0
+
+
 def _gid_of(group: str) -> int:
     """A group's ID by name or number; StorageError if this machine has no such group."""
     if group.isdigit():

@@ -258,13 +258,15 @@ class _Pass:
 
     def _free(self) -> int:
         """Free bytes now; a dry pass counts what it would have freed."""
-        free = self.pruner.disk_usage(str(self.pruner.storage.root)).free
-        return free + self._freed(None) if self.report.dry_run else free
+        return self._free_of(self.pruner.disk_usage(str(self.pruner.storage.root)))
+
+    def _free_of(self, usage: DiskUsage) -> int:
+        return usage.free + self._freed(None) if self.report.dry_run else usage.free
 
     def _disk_status(self) -> DiskStatus:
         usage = self.pruner.disk_usage(str(self.pruner.storage.root))
         floor = self.settings.min_free_bytes
-        free = self._free()
+        free = self._free_of(usage)
         full = free < floor
         reason = (
             f"the recordings disk has {_size(free)} free, under SCO_MIN_FREE_BYTES "

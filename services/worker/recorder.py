@@ -27,12 +27,13 @@ from services.kernel.framecodec import Frame
 from services.kernel.outages import TRANSIENT
 from services.kernel.signing import Signer
 from services.stores.framebuffer import FrameBuffer, Window
-from services.stores.recordings import RecordingStore, folder_size
+from services.stores.recordings import RecordingStore
 from services.stores.storage import (
     THUMBNAIL,
     StagedRecording,
     Storage,
     StorageFullError,
+    folder_size,
     full_disk_as_error,
 )
 from services.worker.encoder import Encoder, thumbnail
@@ -100,6 +101,7 @@ class Recorder:
                     retries=retries,
                     max_deliveries=self.max_deliveries,
                     deadline=deadline,
+                    camera_id=job.camera_id,
                 )
             )
             if begun.status is not None and begun.status.is_final:
@@ -119,6 +121,7 @@ class Recorder:
                 frames_saved=outcome.frames_saved,
                 path=str(outcome.path),
                 size=folder_size(outcome.path),
+                camera_id=job.camera_id,
             )
         )
         buffer.release(job.pin_member)
