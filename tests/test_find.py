@@ -21,7 +21,7 @@ from services.kernel.settings import Settings
 from tests.support.frames import load_manifest
 from tests.support.processes import Service, start_worker
 from tests.support.servers import Servers, base_settings
-from tests.support.waiting import wait_final, wait_until
+from tests.support.waiting import wait_buffered, wait_final
 
 pytestmark = pytest.mark.e2e
 
@@ -48,7 +48,7 @@ def recorded(
     start_worker(settings, tmp_path / "worker.log")
     client = api_factory(settings)
     client.headers["Authorization"] = f"Bearer {KEY}"
-    wait_until(lambda: client.get("/readyz").status_code == 200, what="the lane ready")
+    wait_buffered(client, settings.frames)
     ids = []
     for number in (1, 2, 3):
         event = {"transaction_id": f"T-{number}", "metadata": {"lane": 1, "sku": "4006381333931"}}

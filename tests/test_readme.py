@@ -17,7 +17,7 @@ from services.runtime.redisserver import RedisServer
 from tests.support.processes import Service, start_worker
 from tests.support.servers import Servers, base_settings
 from tests.support.videos import write_video
-from tests.support.waiting import wait_final, wait_until
+from tests.support.waiting import wait_buffered, wait_final
 
 README = Path(__file__).parent.parent / "README.md"
 
@@ -75,11 +75,7 @@ def test_the_readme_curl_examples_work_as_printed(
         client = api_factory(settings)
         capture = Service("capture", settings, tmp_path / "capture.log")
         worker = start_worker(settings, tmp_path / "worker.log")
-        wait_until(lambda: client.get("/readyz").status_code == 200, what="frames")
-        wait_until(
-            lambda: client.get("/v1/cameras").json()[0]["buffer_length"] >= 30,
-            what="a full buffer",
-        )
+        wait_buffered(client, 30)
         answers: list[str] = []
         base = str(client.base_url).rstrip("/")
         for printed in readme_curls():

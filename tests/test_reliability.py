@@ -31,7 +31,7 @@ from tests.support.observer import StreamObserver
 from tests.support.processes import Service, start_worker
 from tests.support.servers import Servers, base_settings
 from tests.support.videos import write_video
-from tests.support.waiting import FINAL, wait_final, wait_until
+from tests.support.waiting import FINAL, wait_buffered, wait_final, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.reliability]
 
@@ -91,7 +91,7 @@ def start_lane(
     """The capture recording and the API answering, ready for events."""
     capture_factory(settings)
     client = api_factory(settings)
-    wait_until(lambda: client.get("/readyz").status_code == 200, what="capture")
+    wait_buffered(client, settings.frames)
     return client
 
 
@@ -109,7 +109,6 @@ def test_a_worker_killed_while_writing_pngs_is_redelivered_and_completes(
         png_encoder="cv2", png_compression=9,
     )  # fmt: skip
     client = start_lane(settings, api_factory, capture_factory)
-    time.sleep(2)
     worker = start_worker(settings, tmp_path / "worker.log")
     recording_id = client.post("/v1/events", json={"transaction_id": "T-kill"}).json()[
         "recording_id"
@@ -140,8 +139,7 @@ def test_redis_restarted_mid_capture_with_jobs_queued(
     settings = base_settings(private, tmp_path / "out", source=str(video))
     capture = capture_factory(settings)
     client = api_factory(settings)
-    wait_until(lambda: client.get("/readyz").status_code == 200, what="capture")
-    time.sleep(1)  # a full window buffered, so any shortfall is the restart's doing
+    wait_buffered(client, settings.frames)  # so any shortfall is the restart's doing
     accepted = [client.post("/v1/events", json={}).json()["recording_id"] for _ in range(5)]
     private.frames.stop()
     private.broker.stop()

@@ -27,7 +27,7 @@ from tests.support.disks import tmpfs
 from tests.support.frames import load_manifest
 from tests.support.processes import Service, start_worker
 from tests.support.servers import Servers, base_settings
-from tests.support.waiting import wait_final, wait_until
+from tests.support.waiting import wait_buffered, wait_final, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -67,7 +67,7 @@ def start_lane(
     if beat:
         Service("beat", settings, tmp_path / "beat.log")
     client = api_factory(settings)
-    wait_until(lambda: client.get("/readyz").status_code == 200, what="the API ready")
+    wait_buffered(client, settings.frames)
     return client
 
 
