@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import json
 import os
 import secrets
 import sys
@@ -43,6 +44,11 @@ def settings_options(command: F) -> F:
         click.option("--redis-url", help="Frame store [SCO_REDIS_URL, REDIS_URL]."),
         click.option("--broker-url", help="Broker and state store [SCO_BROKER_URL]."),
         click.option("--log-level", help="Logging level [SCO_LOG_LEVEL]."),
+        click.option(
+            "--config",
+            type=click.Path(path_type=Path, dir_okay=False),
+            help="Store file: cameras, lanes, webhooks, defaults [SCO_CONFIG].",
+        ),
     ]
     for option in reversed(options):
         command = option(command)
@@ -399,6 +405,29 @@ def init(*, env_file: Path, force: bool) -> None:
     click.echo(
         "the cashier system posts events with SCO_INGEST_KEYS; investigators and the page use "
         "SCO_READ_KEYS. Then: docker compose up -d"
+    )
+
+
+@cli.group()
+def config() -> None:
+    """The store file: cameras, lanes, webhooks and defaults in one TOML file."""
+
+
+@config.command("check")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+def config_check(file: Path) -> None:
+    """Validate a store file; print the configuration it resolves to, secrets masked.
+
+    Variables (SCO_*) still override the file, as they will when the store runs.
+    """
+    from services.kernel.settings import shown_settings  # noqa: PLC0415
+
+    settings = settings_from({"config": file})
+    click.echo(json.dumps(shown_settings(settings), indent=2))
+    click.echo(
+        f"{file}: OK: {len(settings.camera_ids)} cameras, {len(settings.lanes)} lanes, "
+        f"{len(settings.webhooks)} webhooks",
+        err=True,
     )
 
 

@@ -19,14 +19,15 @@ from services.runtime.redisserver import RedisServer
 
 log = logging.getLogger(__name__)
 
-SERVICES = ("capture", "api", "worker", "beat")
+SERVICES = ("api", "worker", "beat")  # beside one capture per camera
 URLS_FILE = Path(".redis") / "urls.json"  # under the recordings root: tools find the stack's Redis
 STOP_TIMEOUT = 15.0
 READY_TIMEOUT = 60.0
 
 
 class Stack:
-    """Embedded Redis (unless a URL was given) plus capture, API and worker processes."""
+    """Embedded Redis (unless a URL was given) plus a capture per camera, the API, the
+    workers and beat, each in its own process."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -36,12 +37,17 @@ class Stack:
 
     def start(self) -> None:
         """Start everything; fails fast, with the reason, if a part cannot start."""
-        parse_source(self.settings.source)  # a missing file fails here, before anything runs
+        cameras = self.settings.captured_cameras
+        for camera in cameras:  # a missing file fails here, before anything runs
+            parse_source(self.settings.for_camera(camera).source)
         self.settings.output_dir.mkdir(parents=True, exist_ok=True)
         # Beyond loopback the API gets a key; made here, every child reads the same one.
         self.settings, self.generated_key = secured(self.settings)
         if self.settings.redis_url is None:
             self._start_embedded_redis()
+        for camera in cameras:
+            capture = ServiceProcess("capture", self.settings.for_camera(camera))
+            self.processes[f"capture {camera}"] = capture.start()
         services = [*SERVICES, "mqtt"] if self.settings.mqtt_url else list(SERVICES)
         for service in services:
             self.processes[service] = ServiceProcess(service, self.settings).start()
@@ -112,17 +118,29 @@ def running_stack_urls(output_dir: Path) -> dict[str, str] | None:
     return {"redis_url": str(urls["redis_url"]), "broker_url": str(urls["broker_url"])}
 
 
+def _whom(settings: Settings) -> str:
+    """What an example event names: a lane if there are lanes, a camera if there are several."""
+    if settings.lanes:
+        return f'"lane_id": "{next(iter(settings.lanes))}", '
+    if len(settings.camera_ids) > 1:
+        return f'"camera_id": "{settings.camera_ids[0]}", '
+    return ""
+
+
 def banner(settings: Settings, generated_key: str | None = None) -> str:
     """What a first-time user needs: where recordings land, how to send an event, and the
     key made for this run (printed here once) when the API listens beyond loopback."""
     base = pasteable_url(settings)
     output = Path(settings.output_dir).resolve()
     auth = f" -H 'Authorization: Bearer {generated_key}'" if generated_key else ""
-    lines = [
-        "",
-        f"sco-recorder is recording camera {settings.camera_id} from "
-        f"{mask_credentials(settings.source)}",
-        f"  recordings: {output}/{settings.camera_id}/<date>/<recording_id>/",
+    lines = [""]
+    for camera in settings.captured_cameras:
+        source = mask_credentials(settings.for_camera(camera).source)
+        lines.append(f"sco-recorder is recording camera {camera} from {source}")
+    for lane, cameras in settings.lanes.items():
+        lines.append(f"  lane {lane}: {', '.join(cameras)}")
+    lines += [
+        f"  recordings: {output}/<camera>/<date>/<recording_id>/",
         f"  recordings page: {base}/    API docs: {base}/docs",
     ]
     if generated_key:
@@ -135,7 +153,8 @@ def banner(settings: Settings, generated_key: str | None = None) -> str:
             *lines,
             "  send an event:",
             f"    curl -s -X POST {base}/v1/events{auth} -H 'Content-Type: application/json' \\",
-            '      -d \'{"transaction_id": "T-1001", "metadata": {"sku": "4006381333931"}}\'',
+            f'      -d \'{{{_whom(settings)}"transaction_id": "T-1001", "metadata": '
+            '{"sku": "4006381333931"}}\'',
             f"  then: curl -s{auth} '{base}/v1/recordings?limit=1'",
             "  Ctrl-C stops everything.",
             "",

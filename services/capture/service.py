@@ -151,15 +151,16 @@ class Capture:
                 stop.wait(delay)
                 continue
             self.state = "running"
-            log.info("capturing %s at %.2f fps", self.spec.shown, source.fps)
+            log.info("capturing %s at %.2f fps", self.spec.shown, self.settings.fps or source.fps)
             return source
         return None
 
     def _pump(self, source: FrameSource, stop: threading.Event) -> bool:
         """Move frames until the source fails (False) or we are stopped (True)."""
-        period = 1.0 / source.fps
-        self._cap = buffer_cap(self.settings, source.fps)
-        self._keep = frames_kept(self.settings, source.fps)
+        fps = self.settings.fps or source.fps  # a store file may know the camera better
+        period = 1.0 / fps
+        self._cap = buffer_cap(self.settings, fps)
+        self._keep = frames_kept(self.settings, fps)
         started, emitted = self.clock(), 0
         while not stop.is_set():
             got = source.read()

@@ -25,17 +25,20 @@ from services.kernel.contracts import (
     EventAccepted,
     EventIn,
     Hold,
+    LaneEventAccepted,
+    LaneRecording,
     Recording,
     RecordingJob,
     Status,
     from_us,
+    status_of_all,
     to_us,
     utcnow,
 )
 from services.kernel.outages import RETRY_AFTER_SECONDS
 from services.kernel.settings import Settings
-from services.stores.framebuffer import FramePins
-from services.stores.recordings import AsyncRecordingStore, QueueFullError
+from services.stores.framebuffer import FramePins, Pin, PinRequest, pin_together
+from services.stores.recordings import AsyncRecordingStore, LaneEventRecord, QueueFullError
 from services.stores.retention import AsyncRetentionStore
 from services.stores.taskqueue import make_celery, record_message
 
@@ -118,6 +121,14 @@ class Accepted:
     duplicate: bool
 
 
+@dataclass(frozen=True)
+class LaneAccepted:
+    """The answer to an accepted lane event, and whether it repeated an earlier one."""
+
+    answer: LaneEventAccepted
+    duplicate: bool
+
+
 @dataclass
 class Ingest:
     """Everything accepting an event touches."""
@@ -135,9 +146,17 @@ class Ingest:
         Two round trips: the pin script on the frame store, then one script on the state
         store that claims the idempotency key, creates the recording and pushes the job.
         """
-        camera_id, frames_before = self._validate(event)
+        camera_id = self._camera_of(event)
+        frames_before = self._frames_before(event, camera_id)
         await self.disk.check()
-        job = await self._pin(event, camera_id, frames_before)
+        recording_id = uuid.uuid4().hex
+        trusted = self._trusted_moment(event, utcnow())
+        window = PinRequest(self.pins[camera_id], recording_id, frames_before, event.frames_after)
+        (pin,) = await pin_together(
+            [window], moment_us=to_us(trusted) if trusted else None,
+            lifetime_ms=round(self.settings.pin_ttl * 1000),
+        )  # fmt: skip
+        job = _job_of(event, window, pin, trusted)
         recording = _recording_of(job, self._deadline_of(job))
         message = record_message(self.celery, job.model_dump(mode="json"), job.recording_id)
         try:
@@ -149,39 +168,123 @@ class Ingest:
                 max_queued=self.settings.max_queued,
             )
         except Exception as error:
-            await self._release(job)
+            await self._release([job])
             if isinstance(error, QueueFullError):
                 raise EventRefusedError(
                     503, "too many queued recordings; retry later", RETRY_AFTER_SECONDS
                 ) from error
             raise
         if owner != recording.recording_id:
-            await self._release(job)
+            await self._release([job])
             existing = await self.store.get(owner)
             current = existing.status if existing else Status.QUEUED
             return Accepted(_answer(owner, current), camera_id, duplicate=True)
         return Accepted(_answer(owner, Status.QUEUED), camera_id, duplicate=False)
+
+    async def accept_lane(self, event: EventIn, idempotency_key: str | None) -> LaneAccepted:
+        """Record every camera of the event's lane at one moment: one pin script on the frame
+        store for all of them, then one script on the state store that claims the key and
+        creates every recording and job (or nothing)."""
+        lane_id, cameras = self._lane_of(event)
+        windows_asked = {camera: self._frames_before(event, camera) for camera in cameras}
+        await self.disk.check()
+        trusted = self._trusted_moment(event, utcnow())
+        windows = [
+            PinRequest(self.pins[camera], uuid.uuid4().hex, frames_before, event.frames_after)
+            for camera, frames_before in windows_asked.items()
+        ]
+        pins = await pin_together(
+            windows, moment_us=to_us(trusted) if trusted else None,
+            lifetime_ms=round(self.settings.pin_ttl * 1000),
+        )  # fmt: skip
+        event_id = uuid.uuid4().hex
+        jobs = [
+            _job_of(event, window, pin, trusted).model_copy(
+                update={"event_id": event_id, "lane_id": lane_id}
+            )
+            for window, pin in zip(windows, pins, strict=True)
+        ]
+        created = [
+            (
+                _recording_of(job, self._deadline_of(job)),
+                record_message(self.celery, job.model_dump(mode="json"), job.recording_id),
+            )
+            for job in jobs
+        ]
+        record = LaneEventRecord(
+            event_id=event_id, lane_id=lane_id, transaction_id=event.transaction_id,
+            received_at=jobs[0].received_at,
+            recordings={job.camera_id: job.recording_id for job in jobs},
+        )  # fmt: skip
+        try:
+            owner = await self.store.create_event(
+                record, created, idempotency_key, self.settings.idempotency_ttl,
+                max_queued=self.settings.max_queued,
+            )  # fmt: skip
+        except Exception as error:
+            await self._release(jobs)
+            if isinstance(error, QueueFullError):
+                raise EventRefusedError(
+                    503, "too many queued recordings; retry later", RETRY_AFTER_SECONDS
+                ) from error
+            raise
+        if owner == event_id:
+            return LaneAccepted(await self.lane_answer(record), duplicate=False)
+        await self._release(jobs)
+        existing = await self.store.get_event(owner)
+        if existing is None:  # expired since: its recordings are gone too
+            raise EventRefusedError(409, f"this event was recorded as {owner}, since deleted")
+        return LaneAccepted(await self.lane_answer(existing), duplicate=True)
+
+    async def lane_answer(self, record: LaneEventRecord) -> LaneEventAccepted:
+        """A lane event with each recording's current status."""
+        recordings = []
+        for camera_id, recording_id in record.recordings.items():
+            current = await self.store.get(recording_id)
+            status = current.status if current else Status.QUEUED
+            recordings.append(
+                LaneRecording(
+                    camera_id=camera_id,
+                    recording_id=recording_id,
+                    status=status,
+                    status_url=f"/v1/recordings/{recording_id}",
+                )
+            )
+        return LaneEventAccepted(
+            event_id=record.event_id, lane_id=record.lane_id,
+            status=status_of_all([recording.status for recording in recordings]),
+            status_url=f"/v1/events/{record.event_id}", recordings=recordings,
+        )  # fmt: skip
 
     async def close(self) -> None:
         """Release the store connections."""
         for client in self.clients:
             await client.aclose()
 
-    def _validate(self, event: EventIn) -> tuple[str, int]:
-        """The event's camera and frames_before, within the settings' limits."""
+    def _frames_before(self, event: EventIn, camera_id: str) -> int:
+        """The event's frames_before for one camera, within the settings' limits."""
         settings = self.settings
-        camera_id = self._camera_of(event)
-        frames_before = event.frames_before or settings.frames
-        if frames_before > settings.frames:
+        frames = settings.frames_of(camera_id)
+        frames_before = event.frames_before or frames
+        if frames_before > frames:
             raise EventRefusedError(
-                422,
-                f"frames_before must be at most {settings.frames}, the buffer length (SCO_FRAMES)",
+                422, f"frames_before must be at most {frames}, camera {camera_id}'s buffer length"
             )
         if event.frames_after > settings.max_frames_after:
             raise EventRefusedError(
                 422, f"frames_after must be at most {settings.max_frames_after}"
             )
-        return camera_id, frames_before
+        return frames_before
+
+    def _lane_of(self, event: EventIn) -> tuple[str, list[str]]:
+        lanes = self.settings.lanes
+        assert event.lane_id is not None, "a lane event"
+        if event.lane_id not in lanes:
+            configured = ", ".join(lanes) or "none (describe them in the store file's [lanes])"
+            raise EventRefusedError(
+                422, f"unknown lane {event.lane_id!r}; configured lanes: {configured}"
+            )
+        return event.lane_id, lanes[event.lane_id]
 
     def _trusted_moment(self, event: EventIn, now: datetime) -> datetime | None:
         """The cashier system's event_time when trusted and plausible; None means receipt."""
@@ -211,57 +314,47 @@ class Ingest:
             )
         return event.camera_id
 
-    async def _pin(self, event: EventIn, camera_id: str, frames_before: int) -> RecordingJob:
-        """Pin the event's window; the pin script also stamps the moment of receipt.
-
-        The stream holds about N frames, so a frame arriving between a receipt stamped here
-        and the pin would trim the window's oldest frame: the frame store stamps it instead,
-        in the same script. A trusted event_time is in the past, where the buffer keeps
-        max_event_age of frames beyond N.
-        """
-        recording_id = uuid.uuid4().hex
-        trusted = self._trusted_moment(event, utcnow())
-        pin = await self.pins[camera_id].pin(
-            recording_id,
-            frames_before,
-            frames_after=event.frames_after,
-            moment_us=to_us(trusted) if trusted else None,
-            lifetime_ms=round(self.settings.pin_ttl * 1000),
-        )
-        received_at = from_us(pin.received_us)
-        return RecordingJob(
-            recording_id=recording_id,
-            camera_id=camera_id,
-            transaction_id=event.transaction_id,
-            event_us=to_us(trusted) if trusted else pin.received_us,
-            event_time_source="cashier" if trusted else "received",
-            event_time_sent=event.event_time.isoformat() if event.event_time else None,
-            received_at=received_at,
-            frames_before=frames_before,
-            frames_after=event.frames_after,
-            pinned_first_id=pin.first_id,
-            pinned_count=pin.count,
-            buffered_at_pin=pin.buffered,
-            pin_member=pin.member,
-            pin_deadline_ms=pin.deadline_ms,
-            metadata=event.metadata,
-            hold=Hold(reason="held from its event", by=EVENT_HOLD_BY, at=received_at)
-            if event.hold
-            else None,
-        )
-
     def _deadline_of(self, job: RecordingJob) -> datetime:
         """Past this, no worker can still be working on the job: its pin has expired and a
         run that started just before could not last longer than the time limit."""
         seconds = self.settings.pin_ttl + self.settings.task_time_limit
         return job.received_at + timedelta(seconds=seconds)
 
-    async def _release(self, job: RecordingJob) -> None:
-        """Best effort: a pin of an event not accepted after all (it would expire anyway)."""
-        try:
-            await self.pins[job.camera_id].release(job.pin_member)
-        except Exception:  # the frame store may be the thing that is down
-            log.warning("could not release the pin of %s", job.recording_id, exc_info=True)
+    async def _release(self, jobs: list[RecordingJob]) -> None:
+        """Best effort: the pins of an event not accepted after all (they would expire)."""
+        for job in jobs:
+            try:
+                await self.pins[job.camera_id].release(job.pin_member)
+            except Exception:  # the frame store may be the thing that is down
+                log.warning("could not release the pin of %s", job.recording_id, exc_info=True)
+
+
+def _job_of(event: EventIn, window: PinRequest, pin: Pin, trusted: datetime | None) -> RecordingJob:
+    """The job of one pinned window. The pin script stamped the moment of receipt itself:
+    the stream holds about N frames, so a frame arriving between a receipt stamped here and
+    the pin would trim the window's oldest frame. A trusted event_time is in the past, where
+    the buffer keeps max_event_age of frames beyond N."""
+    received_at = from_us(pin.received_us)
+    return RecordingJob(
+        recording_id=window.recording_id,
+        camera_id=window.pins.camera_id,
+        transaction_id=event.transaction_id,
+        event_us=to_us(trusted) if trusted else pin.received_us,
+        event_time_source="cashier" if trusted else "received",
+        event_time_sent=event.event_time.isoformat() if event.event_time else None,
+        received_at=received_at,
+        frames_before=window.frames_before,
+        frames_after=window.frames_after,
+        pinned_first_id=pin.first_id,
+        pinned_count=pin.count,
+        buffered_at_pin=pin.buffered,
+        pin_member=pin.member,
+        pin_deadline_ms=pin.deadline_ms,
+        metadata=event.metadata,
+        hold=Hold(reason="held from its event", by=EVENT_HOLD_BY, at=received_at)
+        if event.hold
+        else None,
+    )
 
 
 def _recording_of(job: RecordingJob, deadline: datetime) -> Recording:
@@ -269,6 +362,8 @@ def _recording_of(job: RecordingJob, deadline: datetime) -> Recording:
     return Recording(
         recording_id=job.recording_id,
         camera_id=job.camera_id,
+        event_id=job.event_id,
+        lane_id=job.lane_id,
         transaction_id=job.transaction_id,
         status=Status.QUEUED,
         frames_requested=job.frames_before + job.frames_after,

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 from enum import Enum
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from services.kernel.settings import CAMERA_ID_PATTERN
 
@@ -82,6 +82,10 @@ class EventIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     camera_id: str | None = Field(default=None, pattern=CAMERA_ID_PATTERN)
+    lane_id: str | None = Field(
+        default=None, pattern=CAMERA_ID_PATTERN,
+        description="Record every camera of this lane (instead of camera_id).",
+    )  # fmt: skip
     transaction_id: str | None = Field(default=None, pattern=TRANSACTION_ID_PATTERN)
     event_time: AwareDatetime | None = Field(
         default=None, description="RFC 3339 with a UTC offset; the moment when trusted."
@@ -97,6 +101,12 @@ class EventIn(BaseModel):
         check_json_value(value, MAX_METADATA_DEPTH)
         return value
 
+    @model_validator(mode="after")
+    def _camera_or_lane(self) -> EventIn:
+        if self.camera_id is not None and self.lane_id is not None:
+            raise ValueError("name camera_id or lane_id, not both")
+        return self
+
 
 class EventAccepted(BaseModel):
     """The 202 answer to an event."""
@@ -106,12 +116,45 @@ class EventAccepted(BaseModel):
     status_url: str
 
 
+class LaneRecording(BaseModel):
+    """One camera's recording of a lane event."""
+
+    camera_id: str
+    recording_id: str
+    status: Status
+    status_url: str
+
+
+class LaneEventAccepted(BaseModel):
+    """The 202 answer to a lane event: one recording per camera of the lane."""
+
+    event_id: str
+    lane_id: str
+    status: Status
+    status_url: str
+    recordings: list[LaneRecording]
+
+
+def status_of_all(statuses: list[Status]) -> Status:
+    """A lane event's status from its recordings': final once all are, and then complete
+    only if all are, failed only if all are, partial otherwise."""
+    if not all(status.is_final for status in statuses):
+        return Status.RUNNING if Status.RUNNING in statuses else Status.QUEUED
+    if all(status == Status.COMPLETE for status in statuses):
+        return Status.COMPLETE
+    if all(status == Status.FAILED for status in statuses):
+        return Status.FAILED
+    return Status.PARTIAL
+
+
 class RecordingJob(BaseModel):
     """The Celery payload: references to frames, never frame bytes."""
 
     version: Literal[1] = 1
     recording_id: str = Field(pattern=RECORDING_ID_PATTERN)
     camera_id: str = Field(pattern=CAMERA_ID_PATTERN)
+    event_id: str | None = Field(default=None, description="The lane event it is part of.")
+    lane_id: str | None = None
     transaction_id: str | None = None
     event_us: int = Field(description="The event's moment, µs since the epoch.")
     event_time_source: Literal["received", "cashier"]
@@ -155,6 +198,8 @@ class Manifest(BaseModel):
     version: Literal[1] = 1
     recording_id: str
     camera_id: str
+    event_id: str | None = Field(default=None, description="The lane event it is part of.")
+    lane_id: str | None = None
     transaction_id: str | None
     event_time: datetime
     event_time_source: Literal["received", "cashier"]
@@ -181,6 +226,8 @@ class Recording(BaseModel):
 
     recording_id: str
     camera_id: str
+    event_id: str | None = Field(default=None, description="The lane event it is part of.")
+    lane_id: str | None = None
     transaction_id: str | None = None
     status: Status
     reason: str | None = None
@@ -201,6 +248,20 @@ class Recording(BaseModel):
     bytes: int | None = Field(default=None, description="Size of its folder on disk.")
     hold: Hold | None = Field(default=None, description="Kept whatever retention says, and why.")
     released: Hold | None = Field(default=None, description="The last hold's release: who, why.")
+
+
+class LaneEvent(BaseModel):
+    """A lane event as `GET /v1/events/{event_id}` shows it: its recordings, one per camera."""
+
+    event_id: str
+    lane_id: str
+    transaction_id: str | None = None
+    received_at: datetime
+    status: Status
+    recordings: list[Recording]
+    deleted: list[str] = Field(
+        default_factory=list, description="Recordings of it that retention has deleted."
+    )
 
 
 class Gone(BaseModel):

@@ -110,3 +110,17 @@ def mqtt_alive(client_id: str) -> str:
 def idempotency(camera_id: str, key: str) -> str:
     """String holding the recording ID first given to an idempotency key."""
     return f"{PREFIX}:idempotency:{camera_id}:{key}"
+
+
+def lane_idempotency(lane_id: str, key: str) -> str:
+    """String holding the event ID first given to an idempotency key of a lane's events."""
+    return f"{PREFIX}:idempotency:lane:{lane_id}:{key}"
+
+
+EVENT_PREFIX = f"{PREFIX}:event:"
+
+
+def event(event_id: str) -> str:
+    """Hash of a lane event: lane, transaction, receipt, its recordings (JSON) and how many
+    of them still exist (`live`); it expires once retention has deleted the last."""
+    return f"{EVENT_PREFIX}{event_id}"

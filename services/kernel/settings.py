@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -28,6 +29,9 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from services.kernel.redact import mask_credentials
+from services.kernel.storefile import StoreFile, StoreFileError
+
 CAMERA_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 _CAMERA_ID = re.compile(CAMERA_ID_PATTERN)
 
@@ -43,6 +47,52 @@ class CameraRetention(BaseModel):
 
     days: float | None = Field(default=None, ge=0, description="0 = no age limit.")
     max_bytes: int | None = Field(default=None, ge=0, description="0 = no cap.")
+
+
+class CameraSource(BaseModel):
+    """One camera of a store file: its source, and settings where they differ for it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = Field(min_length=1, description="Video file, camera index, or RTSP/HTTP URL.")
+    frames: int | None = Field(default=None, ge=1, le=1000, description="N for this camera.")
+    fps: float | None = Field(default=None, gt=0, le=240, description="Frame rate override.")
+
+
+class Webhook(BaseModel):
+    """A URL told of every recording that ends final, signed with its secret."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str = Field(pattern=r"^https?://[^\s/]+", description="Where the POST goes.")
+    secret: SecretStr | None = Field(default=None, description="HMAC-SHA256 signing secret.")
+    secret_file: Path | None = Field(
+        default=None, exclude=True, description="A file holding the secret (read once, at start)."
+    )
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> Webhook:
+        if (self.secret is None) == (self.secret_file is None):
+            raise ValueError("give exactly one of secret and secret_file")
+        if self.secret_file is not None:
+            try:
+                text = self.secret_file.read_text().strip()
+            except OSError as error:
+                raise ValueError(f"cannot read {self.secret_file}: {error.strerror}") from None
+            self.secret = SecretStr(text)
+        if not self.secret or len(self.secret.get_secret_value()) < 16:  # noqa: PLR2004
+            raise ValueError("the secret must be at least 16 characters")
+        return self
+
+    @property
+    def id(self) -> str:
+        """A short stable name for the URL: the key of its deliveries."""
+        return hashlib.sha256(self.url.encode()).hexdigest()[:12]
+
+    def signing_secret(self) -> bytes:
+        """The secret, as HMAC wants it."""
+        assert self.secret is not None, "validated"
+        return self.secret.get_secret_value().encode()
 
 
 SECRETS = ("api_key", "ingest_keys", "read_keys", "mqtt_password")
@@ -70,6 +120,28 @@ class SecretFiles(PydanticBaseSettingsSource):
         return values
 
 
+def config_path(init_kwargs: dict[str, Any]) -> Path | None:
+    """The store file named by `--config` (a flag) or SCO_CONFIG, if any."""
+    given = init_kwargs.get("config") or os.environ.get("SCO_CONFIG")
+    return Path(given) if given else None
+
+
+class StoreFileSource(PydanticBaseSettingsSource):
+    """The store file's values, below flags and variables: `[defaults]` by setting name,
+    the cameras, lanes and webhooks as their settings."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
+        super().__init__(settings_cls)
+        self.store = StoreFile.read(path, settings_cls)
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        """Unused: __call__ gives every value at once."""
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self.store.values)
+
+
 class Settings(BaseSettings):
     """Configuration shared by capture, API and worker; `SCO_*` variables mirror the CLI flags."""
 
@@ -86,9 +158,18 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Flags, then SCO_* variables, then SCO_*_FILE secrets (Docker secrets)."""
-        return (init_settings, env_settings, SecretFiles(settings_cls), dotenv_settings,
-                file_secret_settings)  # fmt: skip
+        """Flags, then SCO_* variables, then SCO_*_FILE secrets (Docker secrets), then the
+        store file (SCO_CONFIG, `--config`)."""
+        sources = [init_settings, env_settings, SecretFiles(settings_cls)]
+        path = config_path(getattr(init_settings, "init_kwargs", {}))
+        if path is not None:
+            sources.append(StoreFileSource(settings_cls, path))
+        return (*sources, dotenv_settings, file_secret_settings)
+
+    config: Path | None = Field(
+        default=None,
+        description="Store file (TOML): cameras, lanes, webhooks and defaults for one store.",
+    )
 
     # Frames: which camera, from which source, how many per recording.
     source: str = Field(default="sample", description="Video file, camera index, or RTSP/HTTP URL.")
@@ -101,6 +182,19 @@ class Settings(BaseSettings):
     cameras: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Cameras the API accepts events for (comma-separated); default: camera_id.",
+    )
+    camera_sources: dict[str, CameraSource] = Field(
+        default_factory=dict,
+        description='Each camera\'s source, N and fps, JSON: {"lane-1-top": {"source": '
+        '"rtsp://…", "frames": 30}}; the store file\'s [cameras] tables. `up` captures each.',
+    )
+    lanes: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description='Lanes and their cameras, JSON: {"lane-1": ["lane-1-top", "lane-1-bag"]}; '
+        "an event naming lane_id records every camera of the lane.",
+    )
+    fps: float = Field(
+        default=0, ge=0, le=240, description="Frame rate of the source; 0 = what it reports."
     )
     frames: int = Field(
         default=30, ge=1, le=1000, description="Frames before each event (N); the buffer length."
@@ -268,6 +362,30 @@ class Settings(BaseSettings):
         default="sco/deadletter", min_length=1, description="Where malformed messages go."
     )
 
+    # Completion webhooks.
+    webhooks: list[Webhook] = Field(
+        default_factory=list,
+        description='URLs told of final recordings, JSON: [{"url": "https://…", "secret": '
+        '"…"}] (or "secret_file"); the store file\'s [[webhooks]].',
+    )
+    webhook_timeout: float = Field(
+        default=10.0, gt=0, le=120, description="Seconds a webhook receiver has to answer."
+    )
+    webhook_backoff: float = Field(
+        default=5.0, gt=0, description="Seconds before the first retry; doubled each time."
+    )
+    webhook_max_backoff: float = Field(
+        default=3600.0, gt=0, description="Longest wait between two tries."
+    )
+    webhook_give_up_after: float = Field(
+        default=86_400.0, gt=0,
+        description="Seconds of failures after which a delivery is dead-lettered "
+        "(`sco-recorder webhooks failed|replay`).",
+    )  # fmt: skip
+    webhook_interval: float = Field(
+        default=1.0, gt=0, description="Seconds between looks for deliveries that are due."
+    )
+
     metrics_port: int = Field(
         default=0, ge=0, le=65535, description="Prometheus port of capture and worker; 0 = off."
     )
@@ -297,13 +415,28 @@ class Settings(BaseSettings):
                 raise ValueError(f"{camera!r} must match {CAMERA_ID_PATTERN}")
         return value
 
-    @field_validator("cameras")
+    @field_validator("cameras", "lanes", "camera_sources")
     @classmethod
-    def _check_cameras(cls, value: list[str]) -> list[str]:
-        for camera in value:
-            if not _CAMERA_ID.match(camera):
-                raise ValueError(f"{camera!r} must match {CAMERA_ID_PATTERN}")
+    def _check_ids(cls, value: Any) -> Any:
+        for name in value:
+            if not _CAMERA_ID.match(name):
+                raise ValueError(f"{name!r} must match {CAMERA_ID_PATTERN}")
         return value
+
+    @model_validator(mode="after")
+    def _check_store(self) -> Settings:
+        """Every lane's camera and every camera source is one the API accepts."""
+        cameras = set(self.camera_ids)
+        for lane, members in self.lanes.items():
+            for camera in members:
+                if camera not in cameras:
+                    raise ValueError(f"lane {lane!r}: camera {camera!r} is not configured")
+            if lane in cameras:
+                raise ValueError(f"lane {lane!r} has the name of a camera; name it otherwise")
+        for camera in self.camera_sources:
+            if camera not in cameras:
+                raise ValueError(f"camera {camera!r} has a source but is not in SCO_CAMERAS")
+        return self
 
     @field_validator("ingest_keys", "read_keys", mode="before")
     @classmethod
@@ -386,6 +519,26 @@ class Settings(BaseSettings):
         """Where the signing key lives."""
         return self.signing_key_dir or self.output_dir / ".keys"
 
+    def frames_of(self, camera_id: str) -> int:
+        """N of one camera: its own, else SCO_FRAMES."""
+        own = self.camera_sources.get(camera_id)
+        return own.frames if own is not None and own.frames is not None else self.frames
+
+    def for_camera(self, camera_id: str) -> Settings:
+        """The settings one camera's capture runs with: its ID, source, N and fps."""
+        own = self.camera_sources.get(camera_id)
+        update: dict[str, Any] = {"camera_id": camera_id, "frames": self.frames_of(camera_id)}
+        if own is not None:
+            update["source"] = own.source
+            if own.fps is not None:
+                update["fps"] = own.fps
+        return self.model_copy(update=update)
+
+    @property
+    def captured_cameras(self) -> list[str]:
+        """The cameras `up` captures: every one with a source, else the one of SCO_SOURCE."""
+        return list(self.camera_sources) or [self.camera_id]
+
     @property
     def camera_ids(self) -> list[str]:
         """Cameras the API accepts; the capture's own camera when none is listed."""
@@ -429,12 +582,39 @@ def pasteable_url(settings: Settings) -> str:
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Read settings from the environment plus explicit overrides; errors name the setting."""
+    """Read settings from flags, the environment and the store file; an error names the
+    setting, or the file, key and line it came from."""
     given = {key: value for key, value in overrides.items() if value is not None}
+    path = config_path(given)
     try:
+        store = StoreFile.read(path, Settings) if path is not None else None
         return Settings(**given)
+    except StoreFileError as error:
+        raise SettingsError(str(error)) from None
     except ValidationError as error:
-        raise SettingsError(describe_errors(error, _as_setting)) from None
+        raise SettingsError(describe_errors(error, _labeller(store, given))) from None
+
+
+def _labeller(store: StoreFile | None, given: dict[str, Any]) -> Callable[[str], str]:
+    """Names a field by the file line it came from, unless a flag or variable set it."""
+
+    def label(name: str) -> str:
+        field = name.partition(".")[0]
+        from_file = (
+            store is not None
+            and field in store.values
+            and field not in given
+            and f"SCO_{field.upper()}" not in os.environ
+        )
+        if from_file:
+            assert store is not None
+            loc = tuple(int(part) if part.isdigit() else part for part in name.split("."))
+            where = store.where(loc)
+            if where is not None:
+                return where
+        return _as_setting(name)
+
+    return label
 
 
 def describe_errors(error: ValidationError, label: Callable[[str], str] = str) -> str:
@@ -456,19 +636,47 @@ def _as_setting(name: str) -> str:
 def settings_env(settings: Settings) -> dict[str, str]:
     """The settings as SCO_* variables, so every child process reads the same configuration."""
     env: dict[str, str] = {}
-    for name, value in settings.model_dump().items():
+    for name, field in type(settings).model_fields.items():
+        value = _plain(getattr(settings, name))
         if value is None:
             continue
-        if isinstance(value, SecretStr):
-            text = value.get_secret_value()
-        elif isinstance(value, list):
-            text = ",".join(
-                item.get_secret_value() if isinstance(item, SecretStr) else str(item)
-                for item in value
-            )
-        elif isinstance(value, dict):
+        if isinstance(value, list) and NoDecode in field.metadata:  # comma-separated
+            text = ",".join(str(item) for item in value)
+        elif isinstance(value, dict | list):
             text = json.dumps(value)
         else:
             text = str(value)
         env[f"SCO_{name.upper()}"] = text
     return env
+
+
+def shown_settings(settings: Settings) -> dict[str, Any]:
+    """The settings as `config check` prints them: secrets and URL passwords masked."""
+
+    def masked(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {key: masked(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [masked(item) for item in value]
+        return mask_credentials(value) if isinstance(value, str) else value
+
+    return dict(masked(settings.model_dump(mode="json")))
+
+
+def _plain(value: Any) -> Any:
+    """A setting's value as JSON would have it, secrets revealed (for a child's environment)."""
+    if isinstance(value, BaseModel):
+        return {
+            name: _plain(getattr(value, name))
+            for name, field in type(value).model_fields.items()
+            if not field.exclude
+        }
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_plain(item) for item in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value

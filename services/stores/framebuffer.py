@@ -68,6 +68,11 @@ class BufferKeys:
         self._index = keys.frame_index(camera_id)
         self._pins = keys.pins(camera_id)
 
+    @property
+    def buffer_keys(self) -> tuple[str, str]:
+        """The index and pins keys, as the pin script takes them."""
+        return self._index, self._pins
+
 
 def _pin_of(reply: list[Any]) -> Pin:
     first, count, buffered, received, member, deadline = reply
@@ -87,7 +92,7 @@ class FramePins(BufferKeys):
     def __init__(self, client: aioredis.Redis, camera_id: str) -> None:
         super().__init__(camera_id)
         self._redis = client
-        self._pin_script = client.register_script(PIN.source)
+        self.pin_script = client.register_script(PIN.source)
 
     async def pin(
         self,
@@ -105,13 +110,11 @@ class FramePins(BufferKeys):
         the clock of the host the capture writes to. Reads no frame bytes. The pin lasts
         lifetime_ms; `now_us` replaces the clock in tests.
         """
-        script_keys, args = PIN.bind(
-            index=self._index, pins=self._pins, recording_id=recording_id,
-            frames_before=frames_before, frames_after=frames_after,
-            moment_us="" if moment_us is None else moment_us, lifetime_ms=lifetime_ms,
-            now_us="" if now_us is None else now_us,
-        )  # fmt: skip
-        return _pin_of(await self._pin_script(keys=script_keys, args=args))
+        window = PinRequest(self, recording_id, frames_before, frames_after)
+        (pin,) = await pin_together(
+            [window], moment_us=moment_us, lifetime_ms=lifetime_ms, now_us=now_us
+        )
+        return pin
 
     async def release(self, member: str) -> None:
         """Remove a pin; the capture's next append trims what only it was holding."""
@@ -124,6 +127,36 @@ class FramePins(BufferKeys):
     async def live_pins(self) -> int:
         """Windows pinned now, expired ones not yet trimmed included."""
         return int(await self._redis.zcard(self._pins))
+
+
+@dataclass(frozen=True)
+class PinRequest:
+    """One camera's window to pin: whose recording, how many frames before and after."""
+
+    pins: FramePins
+    recording_id: str
+    frames_before: int
+    frames_after: int
+
+
+async def pin_together(
+    windows: list[PinRequest], *, moment_us: int | None, lifetime_ms: int,
+    now_us: int | None = None,
+) -> list[Pin]:  # fmt: skip
+    """Pin every window at one moment, in one script: a lane's cameras, recorded at the same
+    instant by the one frame store they share. See `FramePins.pin`."""
+    buffers = [key for window in windows for key in window.pins.buffer_keys]
+    asked = [
+        value
+        for window in windows
+        for value in (window.frames_before, window.recording_id, window.frames_after)
+    ]
+    script_keys, args = PIN.bind(
+        buffers=buffers, moment_us="" if moment_us is None else moment_us,
+        lifetime_ms=lifetime_ms, now_us="" if now_us is None else now_us, windows=asked,
+    )  # fmt: skip
+    replies = await windows[0].pins.pin_script(keys=script_keys, args=args)
+    return [_pin_of(reply) for reply in replies]
 
 
 class FrameBuffer(BufferKeys):

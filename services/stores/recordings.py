@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -14,7 +15,15 @@ from redis import asyncio as aioredis
 
 from services.kernel import keys
 from services.kernel.contracts import Hold, Manifest, Recording, Status, utcnow
-from services.stores.scripts import CREATE, REQUEUED, SETTLE, START, UPDATE, ScriptArg
+from services.stores.scripts import (
+    CREATE,
+    CREATE_EVENT,
+    REQUEUED,
+    SETTLE,
+    START,
+    UPDATE,
+    ScriptArg,
+)
 from services.stores.storage import folder_size
 
 log = logging.getLogger(__name__)
@@ -25,6 +34,40 @@ WrittenLookup = Callable[[Recording], "tuple[Manifest, Path] | None"]
 
 class QueueFullError(Exception):
     """The job queue is at its limit; the event was not stored."""
+
+
+@dataclass(frozen=True)
+class LaneEventRecord:
+    """A lane event's hash: which lane, which transaction, when, and its recordings by
+    camera; `live` counts those retention has not deleted yet."""
+
+    event_id: str
+    lane_id: str
+    transaction_id: str | None
+    received_at: datetime
+    recordings: dict[str, str]  # camera -> recording ID, in the lane's order
+
+    def fields(self) -> dict[str, str]:
+        """The hash's fields."""
+        fields = {
+            "event_id": self.event_id, "lane_id": self.lane_id,
+            "received_at": self.received_at.isoformat(),
+            "recordings": json.dumps(self.recordings), "live": str(len(self.recordings)),
+        }  # fmt: skip
+        if self.transaction_id:
+            fields["transaction_id"] = self.transaction_id
+        return fields
+
+    @classmethod
+    def parse(cls, fields: dict[bytes, bytes]) -> LaneEventRecord:
+        """From HGETALL's reply."""
+        data = {key.decode(): value.decode() for key, value in fields.items()}
+        return cls(
+            event_id=data["event_id"], lane_id=data["lane_id"],
+            transaction_id=data.get("transaction_id"),
+            received_at=datetime.fromisoformat(data["received_at"]),
+            recordings=json.loads(data["recordings"]),
+        )  # fmt: skip
 
 
 class RecordingKeys:
@@ -56,6 +99,39 @@ class RecordingKeys:
             deadline_ms=_ms(recording.deadline or recording.received_at),
             on_hold="1" if recording.hold else "0",
             fields=[item for pair in fields.items() for item in pair],
+        )  # fmt: skip
+
+    @staticmethod
+    def _create_event_call(
+        event: LaneEventRecord,
+        recordings: list[tuple[Recording, str]],
+        idempotency_key: str | None,
+        ttl: int,
+        max_queued: int,
+    ) -> tuple[list[str], list[ScriptArg]]:
+        idem = keys.lane_idempotency(event.lane_id, idempotency_key) if idempotency_key else ""
+        first = recordings[0][0]
+        per_recording: list[str] = []
+        event_fields = event.fields()
+        tail: list[ScriptArg] = [item for pair in event_fields.items() for item in pair]
+        for recording, job_message in recordings:
+            transaction = recording.transaction_id
+            per_recording += [
+                keys.recording(recording.recording_id), keys.recordings_of(recording.camera_id),
+                keys.held_of(recording.camera_id),
+                keys.transaction(transaction) if transaction else "",
+            ]  # fmt: skip
+            fields = {**_to_fields(recording), "received_ms": str(score_of(recording.received_at))}
+            tail += [recording.recording_id, job_message, 2 * len(fields)]
+            tail += [item for pair in fields.items() for item in pair]
+        return CREATE_EVENT.bind(
+            idempotency=idem or keys.event(event.event_id), event=keys.event(event.event_id),
+            queue=keys.RECORD_QUEUE, open=keys.RECORDINGS_OPEN, all=keys.RECORDINGS_ALL,
+            per_recording=per_recording, claim="1" if idem else "0", event_id=event.event_id,
+            ttl=ttl, score=score_of(first.received_at), max_queued=max_queued,
+            deadline_ms=_ms(first.deadline or first.received_at),
+            on_hold="1" if first.hold else "0", count=len(recordings),
+            event_field_count=2 * len(event_fields), event_fields_then_recordings=tail,
         )  # fmt: skip
 
     @staticmethod
@@ -94,6 +170,7 @@ class AsyncRecordingStore(RecordingKeys):
     def __init__(self, client: aioredis.Redis) -> None:
         self._redis = client
         self._create = client.register_script(CREATE.source)
+        self._create_event = client.register_script(CREATE_EVENT.source)
 
     async def create(
         self,
@@ -115,6 +192,29 @@ class AsyncRecordingStore(RecordingKeys):
     async def get(self, recording_id: str) -> Recording | None:
         """One recording's status, or None if unknown."""
         return self._parsed(await self._redis.hgetall(keys.recording(recording_id)))
+
+    async def create_event(
+        self,
+        event: LaneEventRecord,
+        recordings: list[tuple[Recording, str]],
+        idempotency_key: str | None,
+        ttl: int,
+        *,
+        max_queued: int = 0,
+    ) -> str:
+        """Store a lane event and one queued recording (with its job message) per camera, or
+        return the event ID already given to this key. Raises QueueFullError, writing
+        nothing, unless the queue takes every job."""
+        script_keys, args = self._create_event_call(
+            event, recordings, idempotency_key, ttl, max_queued
+        )
+        reply = await self._create_event(keys=script_keys, args=args)
+        return self._owner_of(reply, max_queued)
+
+    async def get_event(self, event_id: str) -> LaneEventRecord | None:
+        """A lane event as stored, or None if unknown (or expired after its recordings)."""
+        fields = await self._redis.hgetall(keys.event(event_id))
+        return LaneEventRecord.parse(cast("dict[bytes, bytes]", fields)) if fields else None
 
 
 @dataclass(frozen=True)

@@ -187,6 +187,7 @@ class RetentionStore(RetentionKeys):
                 ),
                 recording_id=candidate.recording_id, camera_id=candidate.camera_id, rule=rule,
                 reason=reason, now_iso=now.isoformat(), tombstone_ttl=tombstone_ttl,
+                event_prefix=keys.EVENT_PREFIX,
             )  # fmt: skip
             self._retire(keys=script_keys, args=args, client=pipe)
         return [None if reply is None else int(reply) for reply in pipe.execute()]

@@ -54,7 +54,7 @@ class LuaScript:
     def bind(self, **values: Any) -> tuple[list[str], list[ScriptArg]]:
         """KEYS and ARGV from named values; every name must be given, and no other.
 
-        An argument named `*name` is a list that fills the rest of ARGV.
+        A key or argument named `*name` is a list that fills the rest of KEYS or ARGV.
         """
         names = [name.lstrip("*") for name in self.keys + self.args]
         missing, unknown = set(names) - set(values), set(values) - set(names)
@@ -62,19 +62,23 @@ class LuaScript:
             raise TypeError(
                 f"{self.name}.lua: missing {sorted(missing)}, unknown {sorted(unknown)}"
             )
-        argv: list[ScriptArg] = []
-        for name in self.args:
-            if name.startswith("*"):
-                argv.extend(values[name[1:]])
-            else:
-                argv.append(values[name])
-        return [str(values[name]) for name in self.keys], argv
+
+        def filled(names: tuple[str, ...]) -> list[Any]:
+            out: list[Any] = []
+            for name in names:
+                if name.startswith("*"):
+                    out.extend(values[name[1:]])
+                else:
+                    out.append(values[name])
+            return out
+
+        return [str(key) for key in filled(self.keys)], filled(self.args)
 
 
 PIN = LuaScript.load(
     "pin",
-    keys=("index", "pins"),
-    args=("moment_us", "frames_before", "recording_id", "frames_after", "lifetime_ms", "now_us"),
+    keys=("*buffers",),  # each camera's index, then its pins
+    args=("moment_us", "lifetime_ms", "now_us", "*windows"),  # each: N, recording, after
 )
 TRIM = LuaScript.load(
     "trim",
@@ -86,6 +90,12 @@ CREATE = LuaScript.load(
     keys=("idempotency", "recording", "all", "of_camera", "queue", "open", "held", "transaction"),
     args=("claim", "recording_id", "ttl", "score", "max_queued", "job_message", "deadline_ms",
           "on_hold", "*fields"),
+)  # fmt: skip
+CREATE_EVENT = LuaScript.load(
+    "create_event",
+    keys=("idempotency", "event", "queue", "open", "all", "*per_recording"),
+    args=("claim", "event_id", "ttl", "score", "max_queued", "deadline_ms", "on_hold", "count",
+          "event_field_count", "*event_fields_then_recordings"),
 )  # fmt: skip
 # The keys `on_final` writes, after those a finalising script names itself.
 FINAL_KEYS = ("retention", "camera_retention", "usage")
@@ -114,7 +124,8 @@ RETIRE = LuaScript.load(
     "retire",
     keys=("recording", "gone", "all", "of_camera", "retention", "camera_retention", "usage",
           "deletions", "open", "transaction"),
-    args=("recording_id", "camera_id", "rule", "reason", "now_iso", "tombstone_ttl"),
+    args=("recording_id", "camera_id", "rule", "reason", "now_iso", "tombstone_ttl",
+          "event_prefix"),
 )  # fmt: skip
 HOLD = LuaScript.load(
     "hold",

@@ -88,8 +88,8 @@ class RecordingQuery:
 
     def bounds(self) -> tuple[int | None, int | None]:
         """Index scores (received ms) that can hold a match: (lowest, highest)."""
-        lowest = score_of(self.since - self.margin) if self.since else None
-        highest = score_of(self.until + self.margin) if self.until else None
+        lowest = _score_shifted(self.since, -self.margin) if self.since else None
+        highest = _score_shifted(self.until, self.margin) if self.until else None
         if self.received_before is not None:
             before = score_of(self.received_before) - 1
             highest = before if highest is None else min(highest, before)
@@ -172,3 +172,12 @@ async def _after(
         if fresh or len(rows) < BATCH:
             return fresh
         skipped += len(rows)  # a whole batch of the cursor's millisecond already seen
+
+
+def _score_shifted(moment: datetime, shift: timedelta) -> int | None:
+    """The score of a moment moved by `shift`; None (no bound) past the years datetime
+    holds, where a bound of year 1 or 9999 would have put it."""
+    try:
+        return score_of(moment + shift)
+    except (OverflowError, ValueError):
+        return None

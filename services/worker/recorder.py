@@ -363,6 +363,8 @@ def _manifest(
     return Manifest(
         recording_id=job.recording_id,
         camera_id=job.camera_id,
+        event_id=job.event_id,
+        lane_id=job.lane_id,
         transaction_id=job.transaction_id,
         event_time=from_us(job.event_us),
         event_time_source=job.event_time_source,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -114,3 +114,11 @@ def test_a_cursor_that_was_not_handed_out_is_refused() -> None:
     for bad in ("", "xyz", Cursor(1, "../etc").encode(), "W10"):
         with pytest.raises(CursorError):
             Cursor.decode(bad)
+
+
+def test_moments_at_the_ends_of_the_calendar_are_no_bound_rather_than_an_error() -> None:
+    """The fuzzer's find: `since=0001-01-01T00:00:30-23:00` minus the margin overflowed."""
+    earliest = datetime(1, 1, 1, 0, 0, 30, tzinfo=timezone(timedelta(hours=-23)))
+    latest = datetime(9999, 12, 31, 23, 59, tzinfo=timezone.utc)
+    assert RecordingQuery(since=earliest, until=latest).bounds()[0] is None
+    assert RecordingQuery(until=latest, margin=timedelta(days=1)).bounds() == (None, None)
