@@ -138,7 +138,8 @@ def worker(**flags: Any) -> None:
 @cli.command()
 @settings_options
 def beat(**flags: Any) -> None:
-    """Send the periodic tasks: a prune pass every SCO_PRUNE_INTERVAL. Run exactly one."""
+    """Send the periodic tasks: a prune pass every SCO_PRUNE_INTERVAL, and with webhooks a
+    look for due deliveries every SCO_WEBHOOK_INTERVAL. Run exactly one."""
     from services.kernel import keys  # noqa: PLC0415  # see capture
     from services.kernel.logconfig import configure_logging  # noqa: PLC0415
     from services.stores.taskqueue import make_celery  # noqa: PLC0415
@@ -149,6 +150,8 @@ def beat(**flags: Any) -> None:
     # The first pass now, not one interval from now: a disk filled while beat was down is
     # pruned at once, and the health probe has something to see.
     app.send_task(keys.PRUNE_TASK, expires=settings.prune_interval)
+    if not settings.webhooks:
+        click.echo("no webhooks configured: beat sends prune passes only", err=True)
     app.Beat(loglevel=settings.log_level).run()
 
 
@@ -183,6 +186,60 @@ def prune(*, dry_run: bool, **flags: Any) -> None:
         click.echo(f"free space{' after' if not dry_run else ''}: {free}")
         if report.disk.full:
             click.echo(f"disk full: {report.disk.reason}", err=True)
+
+
+@cli.command()
+@settings_options
+def notifier(**flags: Any) -> None:
+    """Deliver the completion webhooks (signed POSTs of final recordings), with retries."""
+    from services.webhooks.main import main  # noqa: PLC0415  # each service loads only its deps
+
+    service(main)(**flags)
+
+
+@cli.group()
+def webhooks() -> None:
+    """Deliveries that kept failing: list them, send them again."""
+
+
+@webhooks.command("failed")
+@settings_options
+def webhooks_failed(**flags: Any) -> None:
+    """List the dead letters: deliveries given up on after SCO_WEBHOOK_GIVE_UP_AFTER."""
+    from services.webhooks.delivery import WebhookStore  # noqa: PLC0415  # see capture
+
+    settings = stack_redis(settings_from(flags))
+    letters = WebhookStore(redis.Redis.from_url(settings.state_store_url)).dead_letters()
+    for letter in letters:
+        click.echo(
+            f"{letter.delivery}  {letter.url}  {letter.attempts} tries  "
+            f"failed {letter.failed_at:%Y-%m-%d %H:%M:%S}  {letter.last_error}"
+        )
+    click.echo(f"{len(letters)} failed deliveries", err=True)
+
+
+@webhooks.command("replay")
+@settings_options
+@click.argument("deliveries", nargs=-1)
+@click.option("--all", "replay_all", is_flag=True, help="Every failed delivery.")
+def webhooks_replay(*, deliveries: tuple[str, ...], replay_all: bool, **flags: Any) -> None:
+    """Send failed deliveries again (IDs as `webhooks failed` lists them, or --all)."""
+    from services.webhooks.delivery import WebhookStore  # noqa: PLC0415  # see capture
+
+    if not deliveries and not replay_all:
+        raise click.UsageError("name the deliveries to replay, or pass --all")
+    settings = stack_redis(settings_from(flags))
+    store = WebhookStore(redis.Redis.from_url(settings.state_store_url))
+    chosen = (
+        [letter.delivery for letter in store.dead_letters()] if replay_all else list(deliveries)
+    )
+    replayed = store.replay(chosen, int(time.time() * 1000))
+    for delivery in replayed:
+        click.echo(f"replaying {delivery}")
+    unknown = sorted(set(chosen) - set(replayed))
+    if unknown:
+        raise click.ClickException(f"not in the failed list: {', '.join(unknown)}")
+    click.echo(f"{len(replayed)} deliveries due again", err=True)
 
 
 @cli.command()
@@ -432,7 +489,9 @@ def config_check(file: Path) -> None:
 
 
 @cli.command()
-@click.argument("service_name", type=click.Choice(["api", "capture", "worker", "mqtt", "beat"]))
+@click.argument(
+    "service_name", type=click.Choice(["api", "capture", "worker", "mqtt", "beat", "notifier"])
+)
 @settings_options
 def check(service_name: str, **flags: Any) -> None:
     """Exit 0 if SERVICE_NAME is healthy (for container healthchecks), else 1 with the reason."""

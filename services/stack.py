@@ -48,7 +48,11 @@ class Stack:
         for camera in cameras:
             capture = ServiceProcess("capture", self.settings.for_camera(camera))
             self.processes[f"capture {camera}"] = capture.start()
-        services = [*SERVICES, "mqtt"] if self.settings.mqtt_url else list(SERVICES)
+        services = list(SERVICES)
+        if self.settings.mqtt_url:
+            services.append("mqtt")
+        if self.settings.webhooks:
+            services.append("notifier")
         for service in services:
             self.processes[service] = ServiceProcess(service, self.settings).start()
 

@@ -1,4 +1,4 @@
-"""Gauges read from Redis at scrape time: buffers, pins, queue, memory, retention."""
+"""Gauges read from Redis at scrape time: buffers, pins, queue, memory, retention, webhooks."""
 
 from __future__ import annotations
 
@@ -75,7 +75,28 @@ class StoreGauges(Collector):
             memory.add_metric([name], info["used_memory"])
             most = int(info.get("maxmemory", 0))
             filled.add_metric([name], info["used_memory"] / most if most else 0.0)
-        return [length, pins, queued, memory, filled, *await self._retention()]
+        return [length, pins, queued, memory, filled, *await self._retention(),
+                *await self._webhooks()]  # fmt: skip
+
+    async def _webhooks(self) -> list[Metric]:
+        """Deliveries by webhook and outcome (delivered, retried, failed), pending, dead."""
+        delivered = CounterMetricFamily(
+            "sco_webhook_deliveries",
+            "Webhook tries by outcome: delivered, retried (a failure to retry), failed "
+            "(given up on: a dead letter).",
+            labels=["webhook", "outcome"],
+        )
+        counts = cast("dict[bytes, bytes]", await self.state_store.hgetall(keys.WEBHOOK_COUNTS))
+        for name, total in counts.items():
+            hook, _, outcome = name.decode().partition("|")
+            delivered.add_metric([hook, outcome], int(total))
+        pending = GaugeMetricFamily("sco_webhook_pending", "Deliveries waiting to be sent.")
+        pending.add_metric([], int(await self.state_store.zcard(keys.WEBHOOK_DUE)))
+        dead = GaugeMetricFamily(
+            "sco_webhook_dead_letters", "Deliveries given up on (sco-recorder webhooks failed)."
+        )
+        dead.add_metric([], int(await self.state_store.hlen(keys.WEBHOOK_FAILED)))
+        return [delivered, pending, dead]
 
     async def _retention(self) -> list[Metric]:
         """Disk, recordings and holds per camera, deletions per camera and rule."""

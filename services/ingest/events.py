@@ -372,6 +372,7 @@ def _recording_of(job: RecordingJob, deadline: datetime) -> Recording:
         updated_at=job.received_at,
         deadline=deadline,
         hold=job.hold,
+        metadata=job.metadata,
     )
 
 

@@ -248,6 +248,9 @@ class Recording(BaseModel):
     bytes: int | None = Field(default=None, description="Size of its folder on disk.")
     hold: Hold | None = Field(default=None, description="Kept whatever retention says, and why.")
     released: Hold | None = Field(default=None, description="The last hold's release: who, why.")
+    metadata: dict[str, Any] | None = Field(
+        default=None, description="The event's metadata, as the cashier system sent it."
+    )
 
 
 class LaneEvent(BaseModel):

@@ -97,6 +97,28 @@ PRUNE_TASK = "sco.prune"
 HOLD_TASK = "sco.write-hold"
 
 
+# Webhooks: final recordings to tell (appended by every script that makes one final), each
+# (recording, webhook) delivery due at its score (ms), its failures so far, the dead letters.
+WEBHOOK_OUTBOX = f"{PREFIX}:webhooks:outbox"
+WEBHOOK_DUE = f"{PREFIX}:webhooks:due"
+WEBHOOK_FAILED = f"{PREFIX}:webhooks:failed"  # hash delivery -> JSON DeadLetter
+WEBHOOK_FAILED_AT = f"{PREFIX}:webhooks:failed-at"  # its deliveries by failure time (ms)
+WEBHOOK_COUNTS = f"{PREFIX}:webhooks:counts"  # hash "webhook|outcome" -> count, ever
+WEBHOOK_QUEUE = "sco-webhooks"
+WEBHOOK_FLUSH_TASK = "sco.webhooks.flush"
+WEBHOOK_DELIVER_TASK = "sco.webhooks.deliver"
+
+
+def webhook_attempts(delivery: str) -> str:
+    """Hash of one delivery's failures: first_ms, attempts, last_error."""
+    return f"{PREFIX}:webhook:{delivery}:attempts"
+
+
+def webhook_sending(delivery: str) -> str:
+    """Expiring lock held while one delivery is being sent: it is never sent twice at once."""
+    return f"{PREFIX}:webhook:{delivery}:sending"
+
+
 # MQTT ingest: recordings accepted over MQTT whose final status is still to be published.
 MQTT_PENDING = f"{PREFIX}:mqtt:pending"
 MQTT_ALIVE_SECONDS = 15

@@ -368,6 +368,11 @@ class Settings(BaseSettings):
         description='URLs told of final recordings, JSON: [{"url": "https://…", "secret": '
         '"…"}] (or "secret_file"); the store file\'s [[webhooks]].',
     )
+    public_url: str | None = Field(
+        default=None, pattern=r"^https?://[^\s/]+",
+        description="The API's address as others reach it, for the links in webhooks; "
+        "default: http://<host>:<port>.",
+    )  # fmt: skip
     webhook_timeout: float = Field(
         default=10.0, gt=0, le=120, description="Seconds a webhook receiver has to answer."
     )

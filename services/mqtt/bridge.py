@@ -1,8 +1,10 @@
-"""MQTT ingest: events published on `<prefix>/<camera_id>/events` are accepted like HTTP ones.
+"""MQTT ingest: events published on `<prefix>/<camera_id>/events` (or, for every camera of a
+lane, `<prefix>/lanes/<lane_id>/events`) are accepted like HTTP ones.
 
 Each message is acknowledged only after its event was accepted (or dead-lettered), so a
 crash in between makes the broker deliver it again; idempotency by transaction ID turns that
-second delivery into the same recording. Replies go to `<prefix>/<camera>/recordings/<id>`.
+second delivery into the same recording. Replies go to `<prefix>/<camera>/recordings/<id>`,
+and a lane event's 202 body to `<prefix>/lanes/<lane_id>/events/<event_id>`.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import ValidationError
 
-from services.ingest.events import Accepted, EventRefusedError, Ingest
+from services.ingest.events import Accepted, EventRefusedError, Ingest, LaneAccepted
 from services.kernel import keys
 from services.kernel.backoff import compute_backoff
 from services.kernel.contracts import TRANSACTION_ID_PATTERN, EventIn, Recording, utcnow
@@ -58,16 +60,24 @@ class Topics:
     dead_letter: str
 
     @property
-    def events(self) -> str:
-        """The subscription: every camera's events."""
-        return f"{self.prefix}/+/events"
+    def events(self) -> list[str]:
+        """The subscriptions: every camera's events, and every lane's."""
+        return [f"{self.prefix}/+/events", f"{self.prefix}/lanes/+/events"]
 
-    def camera_of(self, topic: str) -> str:
-        """The camera named by an events topic."""
-        parts = topic[len(self.prefix) + 1 :].split("/")
-        if not topic.startswith(self.prefix + "/") or len(parts) != 2 or parts[1] != "events":  # noqa: PLR2004
-            raise DeadLetterError(f"not an events topic: {topic!r}")
-        return parts[0]
+    def target_of(self, topic: str) -> tuple[str, str]:
+        """What an events topic names: ("camera_id", camera) or ("lane_id", lane)."""
+        parts = (
+            topic[len(self.prefix) + 1 :].split("/") if topic.startswith(self.prefix + "/") else []
+        )
+        if len(parts) == 2 and parts[1] == "events":  # noqa: PLR2004
+            return "camera_id", parts[0]
+        if len(parts) == 3 and parts[0] == "lanes" and parts[2] == "events":  # noqa: PLR2004
+            return "lane_id", parts[1]
+        raise DeadLetterError(f"not an events topic: {topic!r}")
+
+    def lane_reply(self, lane_id: str, event_id: str) -> str:
+        """Where a lane event's 202 body is published."""
+        return f"{self.prefix}/lanes/{lane_id}/events/{event_id}"
 
     def reply(self, camera_id: str, recording_id: str) -> str:
         """Where a recording's status is published."""
@@ -161,7 +171,7 @@ class MqttIngest:
             log.warning("MQTT broker refused the connection: %s", reason)
             return
         log.info("MQTT connected (session present: %s)", flags.session_present)
-        client.subscribe(self.topics.events, qos=QOS)
+        client.subscribe([(topic, QOS) for topic in self.topics.events])
         self.connected.set()
 
     def _on_disconnect(
@@ -212,7 +222,7 @@ class MqttIngest:
         Once its event is accepted, only the replies are retried: a retry never makes a
         second recording. False when stopped first: the message stays unacknowledged.
         """
-        accepted: Accepted | None = None
+        accepted: Accepted | LaneAccepted | None = None
         attempt = 0
         while not self.stop.is_set():
             try:
@@ -234,13 +244,15 @@ class MqttIngest:
                 return True
         return False
 
-    async def accept(self, message: mqtt.MQTTMessage) -> Accepted | None:
+    async def accept(self, message: mqtt.MQTTMessage) -> Accepted | LaneAccepted | None:
         """The message's event accepted; None if it was dead-lettered instead.
 
         Raises QueueBusyError for a full queue: the event is good, only early.
         """
         try:
             event, key = self.parse(message)
+            if event.lane_id is not None:
+                return await self.ingest.accept_lane(event, key)
             return await self.ingest.accept(event, key)
         except EventRefusedError as error:
             if error.retry_after is not None:
@@ -250,8 +262,18 @@ class MqttIngest:
             self.dead_letter(message, str(error))
         return None
 
-    def reply(self, accepted: Accepted) -> None:
-        """Publish the 202 body, and watch for the recording's final status."""
+    def reply(self, accepted: Accepted | LaneAccepted) -> None:
+        """Publish the 202 body, and watch for the recordings' final statuses."""
+        if isinstance(accepted, LaneAccepted):
+            lane = accepted.answer
+            self.publish(self.topics.lane_reply(lane.lane_id, lane.event_id),
+                         lane.model_dump(mode="json"))  # fmt: skip
+            for recording in lane.recordings:
+                if not recording.status.is_final:
+                    self.state_store.hset(
+                        keys.MQTT_PENDING, recording.recording_id, recording.camera_id
+                    )
+            return
         answer = accepted.answer
         reply = self.topics.reply(accepted.camera_id, answer.recording_id)
         self.publish(reply, answer.model_dump(mode="json"))
@@ -260,8 +282,9 @@ class MqttIngest:
             self.state_store.hset(keys.MQTT_PENDING, answer.recording_id, accepted.camera_id)
 
     def parse(self, message: mqtt.MQTTMessage) -> tuple[EventIn, str | None]:
-        """The event in a message, its camera taken from the topic; DeadLetterError if bad."""
-        camera_id = self.topics.camera_of(message.topic)
+        """The event in a message, its camera (or lane) taken from the topic; DeadLetterError
+        if bad."""
+        field, named = self.topics.target_of(message.topic)
         if len(message.payload) > self.settings.max_body_bytes:
             raise DeadLetterError(f"payload larger than {self.settings.max_body_bytes} bytes")
         try:
@@ -272,8 +295,8 @@ class MqttIngest:
             raise DeadLetterError("payload is nested too deeply to read") from None
         if not isinstance(body, dict):
             raise DeadLetterError("payload must be a JSON object")
-        if body.setdefault("camera_id", camera_id) != camera_id:
-            raise DeadLetterError(f"camera_id {body['camera_id']!r} differs from the topic's")
+        if body.setdefault(field, named) != named:
+            raise DeadLetterError(f"{field} {body[field]!r} differs from the topic's")
         try:
             event = EventIn.model_validate(body)
         except ValidationError as error:

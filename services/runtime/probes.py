@@ -48,13 +48,23 @@ def probe_capture(settings: Settings) -> str:
     return f"capture: running at {status.fps} fps"
 
 
-def probe_worker(settings: Settings) -> str:
-    """This host's Celery worker answers a ping over the broker."""
-    name = f"celery@{socket.gethostname()}"
+def _ping(settings: Settings, service: str, node: str) -> str:
+    """This host's Celery worker `node` answers a ping over the broker."""
+    name = f"{node}@{socket.gethostname()}"
     replies = make_celery(settings).control.ping(destination=[name], timeout=TIMEOUT)
     if not replies:
-        raise Unhealthy(f"worker: {name} did not answer a ping")
-    return f"worker: {name} ok"
+        raise Unhealthy(f"{service}: {name} did not answer a ping")
+    return f"{service}: {name} ok"
+
+
+def probe_worker(settings: Settings) -> str:
+    """This host's recording worker answers a ping over the broker."""
+    return _ping(settings, "worker", "celery")
+
+
+def probe_notifier(settings: Settings) -> str:
+    """This host's webhooks worker (`sco-recorder notifier`) answers a ping."""
+    return _ping(settings, "notifier", "notifier")
 
 
 def probe_mqtt(settings: Settings) -> str:
@@ -89,4 +99,5 @@ PROBES = {
     "worker": probe_worker,
     "mqtt": probe_mqtt,
     "beat": probe_beat,
+    "notifier": probe_notifier,
 }

@@ -147,6 +147,7 @@ class RecordingKeys:
             "retention": keys.RETENTION,
             "camera_retention": keys.retention_of(camera_id),
             "usage": keys.USAGE_BYTES,
+            "outbox": keys.WEBHOOK_OUTBOX,
         }
 
     @staticmethod
@@ -428,11 +429,13 @@ def hold_field(hold: Hold | None) -> str:
 
 
 def _to_fields(recording: Recording) -> dict[str, str]:
-    data = recording.model_dump(mode="json", exclude_none=True, exclude=set(_HOLDS))
+    data = recording.model_dump(mode="json", exclude_none=True, exclude={*_HOLDS, "metadata"})
     fields = {key: str(value) for key, value in data.items()}
     for name in _HOLDS:
         if (hold := getattr(recording, name)) is not None:
             fields[name] = hold_field(hold)
+    if recording.metadata is not None:
+        fields["metadata"] = json.dumps(recording.metadata)
     return fields
 
 
@@ -441,4 +444,6 @@ def _from_fields(fields: dict[bytes, bytes]) -> Recording:
     for name in _HOLDS:
         if name in data:
             data[name] = Hold.model_validate_json(cast("str", data[name]))
+    if "metadata" in data:
+        data["metadata"] = json.loads(cast("str", data["metadata"]))
     return Recording.model_validate(data)

@@ -17,14 +17,20 @@ from services.kernel.contracts import FINAL_STATUSES
 
 ScriptArg = bytes | str | int | float
 
+OUTBOX_CAP = 100_000  # final recordings waiting to be told to the webhooks, at most
 _FINAL = ", ".join(f"{status.value}=true" for status in sorted(FINAL_STATUSES))
 # What every script that makes a recording final does next: its bytes count towards its
-# camera's usage, and unless it is on hold, the retention rules may now consider it.
-_ON_FINAL = """
-local function on_final(recording_key, recording_id, camera_id, retention_key,
-                        camera_retention_key, usage_key)
+# camera's usage; unless it is on hold, the retention rules may now consider it; and the
+# webhooks' outbox gets it (capped: with no webhook configured, nothing drains it). Its keys,
+# FINAL_KEYS, sit in KEYS from `first` on.
+_ON_FINAL = f"""
+local function on_final(recording_key, recording_id, camera_id, first)
+  local retention_key, camera_retention_key = KEYS[first], KEYS[first + 1]
+  local usage_key, outbox_key = KEYS[first + 2], KEYS[first + 3]
   local bytes = tonumber(redis.call('HGET', recording_key, 'bytes') or '0')
   redis.call('HINCRBY', usage_key, camera_id, bytes)
+  redis.call('RPUSH', outbox_key, recording_id)
+  redis.call('LTRIM', outbox_key, -{OUTBOX_CAP}, -1)
   if redis.call('HEXISTS', recording_key, 'hold') == 1 then return end
   local score = redis.call('HGET', recording_key, 'received_ms') or '0'
   redis.call('ZADD', retention_key, score, recording_id)
@@ -98,7 +104,7 @@ CREATE_EVENT = LuaScript.load(
           "event_field_count", "*event_fields_then_recordings"),
 )  # fmt: skip
 # The keys `on_final` writes, after those a finalising script names itself.
-FINAL_KEYS = ("retention", "camera_retention", "usage")
+FINAL_KEYS = ("retention", "camera_retention", "usage", "outbox")
 UPDATE = LuaScript.load(
     "update",
     keys=("recording", "open", *FINAL_KEYS),
@@ -122,8 +128,8 @@ SETTLE = LuaScript.load(
 )
 RETIRE = LuaScript.load(
     "retire",
-    keys=("recording", "gone", "all", "of_camera", "retention", "camera_retention", "usage",
-          "deletions", "open", "transaction"),
+    keys=("recording", "gone", "all", "of_camera", "retention", "camera_retention",
+          "usage", "deletions", "open", "transaction"),
     args=("recording_id", "camera_id", "rule", "reason", "now_iso", "tombstone_ttl",
           "event_prefix"),
 )  # fmt: skip
@@ -131,4 +137,10 @@ HOLD = LuaScript.load(
     "hold",
     keys=("recording", "gone", "held", "retention", "camera_retention"),
     args=("recording_id", "camera_id", "hold", "released"),
+)
+WEBHOOK_EXPAND = LuaScript.load(
+    "webhook_expand", keys=("outbox", "due"), args=("now_ms", "batch", "*hook_ids")
+)
+WEBHOOK_CLAIM = LuaScript.load(
+    "webhook_claim", keys=("due",), args=("now_ms", "lease_until_ms", "limit")
 )

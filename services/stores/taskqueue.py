@@ -13,6 +13,25 @@ from services.kernel import keys
 from services.kernel.settings import Settings
 
 
+def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    """A prune pass every SCO_PRUNE_INTERVAL; with webhooks, a look for due deliveries every
+    SCO_WEBHOOK_INTERVAL. Each is dropped if nothing took it before the next."""
+    schedule: dict[str, dict[str, Any]] = {
+        "prune": {
+            "task": keys.PRUNE_TASK,
+            "schedule": settings.prune_interval,
+            "options": {"expires": settings.prune_interval},
+        }
+    }
+    if settings.webhooks:
+        schedule["webhooks"] = {
+            "task": keys.WEBHOOK_FLUSH_TASK,
+            "schedule": settings.webhook_interval,
+            "options": {"expires": max(settings.webhook_interval, 5.0)},
+        }
+    return schedule
+
+
 def make_celery(settings: Settings) -> Celery:
     """A Celery app on the state store, configured for jobs that must not be lost."""
     app = Celery("sco-recorder", broker=settings.state_store_url, set_as_current=False)
@@ -32,16 +51,11 @@ def make_celery(settings: Settings) -> Celery:
             keys.RECORD_TASK: {"queue": keys.RECORD_QUEUE},
             keys.PRUNE_TASK: {"queue": keys.MAINTENANCE_QUEUE},
             keys.HOLD_TASK: {"queue": keys.MAINTENANCE_QUEUE},
+            keys.WEBHOOK_FLUSH_TASK: {"queue": keys.WEBHOOK_QUEUE},
+            keys.WEBHOOK_DELIVER_TASK: {"queue": keys.WEBHOOK_QUEUE},
         },
-        # `sco-recorder beat`: a prune pass every SCO_PRUNE_INTERVAL, dropped if no worker
-        # took it before the next; the schedule lives in memory (nothing to write on disk).
-        beat_schedule={
-            "prune": {
-                "task": keys.PRUNE_TASK,
-                "schedule": settings.prune_interval,
-                "options": {"expires": settings.prune_interval},
-            }
-        },
+        # `sco-recorder beat` sends these; the schedule lives in memory (nothing on disk).
+        beat_schedule=beat_schedule(settings),
         beat_scheduler="celery.beat:Scheduler",
         # A job not acknowledged within this time is handed to another worker: it must be
         # longer than any job may run, or a slow job would run twice.

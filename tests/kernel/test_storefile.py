@@ -153,3 +153,16 @@ def test_config_check_prints_the_store_with_secrets_masked_and_names_a_bad_line(
     )  # fmt: skip
     assert bad.returncode != 0
     assert f"{store}:17: cameras.lane-2-top.frames: Input should be greater" in bad.stderr
+
+
+def test_the_example_store_is_the_one_in_the_readme_and_it_checks(tmp_path: Path) -> None:
+    root = Path(__file__).parent.parent.parent
+    example = (root / "store.example.toml").read_text()
+    assert example in (root / "README.md").read_text()
+    secret = tmp_path / "webhook-lp"
+    secret.write_text("a-webhook-secret-of-some-length\n")
+    store = tmp_path / "store.toml"
+    store.write_text(example.replace("/run/secrets/webhook-lp", str(secret)))
+    settings = load_settings(config=store)
+    assert list(settings.lanes) == ["lane-1", "lane-2"]
+    assert settings.frames_of("lane-2-bag") == 45

@@ -192,6 +192,44 @@ def test_a_published_event_is_recorded_with_the_right_frames(
     assert_right_frames(manifest, observer)
 
 
+def test_a_lane_event_on_the_lanes_topic_records_every_camera_of_the_lane(
+    settings: Settings,
+    broker: Broker,
+    peer: Peer,
+    tmp_path: Path,
+    capture_factory: Callable[[Settings], Service],
+    observer_factory: Callable[[str], StreamObserver],
+) -> None:
+    """`sco/lanes/<lane>/events`: the lane event's 202 body on its own topic, then each
+    camera's final status on that camera's recordings topic, each with its exact frames."""
+    cameras = [settings.camera_id, f"{settings.camera_id}-bag"]
+    lane = f"{settings.camera_id}-lane"
+    settings = mqtt_settings(settings, broker).model_copy(
+        update={"cameras": cameras, "lanes": {lane: cameras}}
+    )
+    observers = {camera: observer_factory(camera) for camera in cameras}
+    for camera in cameras:
+        capture_factory(settings.model_copy(update={"camera_id": camera}))
+    ingest = start_ingest(settings, tmp_path / "mqtt.log")
+    try:
+        for observer in observers.values():
+            observer.wait_for(30)
+        topic = f"sco/lanes/{lane}/events"
+        peer.client.publish(
+            topic, json.dumps({"transaction_id": "T-lane"}), qos=1
+        ).wait_for_publish(10)
+        (accepted,) = peer.wait_for(f"sco/lanes/{lane}/events/", 1)
+        finals = peer.wait_for("/recordings/", 2)
+    finally:
+        ingest.stop()
+    assert accepted["lane_id"] == lane
+    assert [recording["camera_id"] for recording in accepted["recordings"]] == cameras  # type: ignore[attr-defined]
+    assert {final["status"] for final in finals} == {"complete"}
+    assert {final["event_id"] for final in finals} == {accepted["event_id"]}
+    for final in finals:
+        assert_right_frames(load_manifest(final), observers[str(final["camera_id"])])
+
+
 def test_malformed_messages_go_to_the_dead_letter_topic_and_the_service_lives_on(
     settings: Settings, broker: Broker, peer: Peer, tmp_path: Path
 ) -> None:

@@ -3,7 +3,6 @@
 -- failed. A final recording is left alone: the job has nothing left to do. Deliveries beyond
 -- the retries the job asked for are runs lost with their worker.
 local recording_key, open_key = KEYS[1], KEYS[2]
-local retention_key, camera_retention_key, usage_key = KEYS[3], KEYS[4], KEYS[5]
 local recording_id, max_deliveries, retries = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local deadline_ms, deadline_iso, now_iso = tonumber(ARGV[4]), ARGV[5], ARGV[6]
 local failed_reason, camera_id = ARGV[7], ARGV[8]
@@ -15,7 +14,7 @@ if deliveries - retries > max_deliveries then
   redis.call('HSET', recording_key, 'status', 'failed', 'reason', failed_reason,
              'updated_at', now_iso)
   redis.call('ZREM', open_key, recording_id)
-  on_final(recording_key, recording_id, camera_id, retention_key, camera_retention_key, usage_key)
+  on_final(recording_key, recording_id, camera_id, 3)
   return {'failed', deliveries}
 end
 redis.call('HSET', recording_key, 'status', 'running', 'updated_at', now_iso)

@@ -2,13 +2,12 @@
 -- turn a complete recording back into a running one. A final status leaves the open set.
 -- The fields to set follow the named arguments.
 local recording_key, open_key = KEYS[1], KEYS[2]
-local retention_key, camera_retention_key, usage_key = KEYS[3], KEYS[4], KEYS[5]
 local recording_id, final, camera_id = ARGV[1], ARGV[2], ARGV[3]
 local status = redis.call('HGET', recording_key, 'status')
 if not status or FINAL[status] then return 0 end
 redis.call('HSET', recording_key, unpack(ARGV, 4))
 if final == '1' then
   redis.call('ZREM', open_key, recording_id)
-  on_final(recording_key, recording_id, camera_id, retention_key, camera_retention_key, usage_key)
+  on_final(recording_key, recording_id, camera_id, 3)
 end
 return 1

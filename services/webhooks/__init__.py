@@ -1,0 +1,1 @@
+"""Completion webhooks: signed POSTs of every final recording, retried, dead-lettered."""
