@@ -5,7 +5,9 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
+import logging
 import os
+import re
 import secrets
 import sys
 import tempfile
@@ -21,7 +23,7 @@ import httpx
 import redis
 
 from services.kernel.contracts import Status
-from services.kernel.settings import Settings, SettingsError, load_settings
+from services.kernel.settings import CAMERA_ID_PATTERN, Settings, SettingsError, load_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -112,6 +114,25 @@ def capture(**flags: Any) -> None:
 
 @cli.command()
 @settings_options
+def captures(**flags: Any) -> None:
+    """A capture per camera of the store file (or the one SCO_SOURCE), each its own process."""
+    from services.capture.source import SourceError  # noqa: PLC0415  # see capture
+    from services.kernel.logconfig import configure_logging  # noqa: PLC0415
+    from services.runtime.lifecycle import Lifecycle  # noqa: PLC0415
+    from services.stack import Captures  # noqa: PLC0415
+
+    settings = needs_redis(settings_from(flags))
+    configure_logging(settings.log_level)
+    with Lifecycle("captures") as life:
+        try:
+            code = Captures(settings).run(life.stop)
+        except SourceError as error:
+            raise click.ClickException(str(error)) from None
+    sys.exit(code)
+
+
+@cli.command()
+@settings_options
 def api(**flags: Any) -> None:
     """Serve the HTTP API."""
     from services.api.main import main  # noqa: PLC0415  # each service loads only its own deps
@@ -152,6 +173,10 @@ def beat(**flags: Any) -> None:
     app.send_task(keys.PRUNE_TASK, expires=settings.prune_interval)
     if not settings.webhooks:
         click.echo("no webhooks configured: beat sends prune passes only", err=True)
+    # A look for due deliveries every second would be most of the log; prunes stay in it.
+    logging.getLogger("celery.beat").addFilter(
+        lambda record: keys.WEBHOOK_FLUSH_TASK not in record.getMessage()
+    )
     app.Beat(loglevel=settings.log_level).run()
 
 
@@ -439,9 +464,13 @@ def report_final(client: httpx.Client, ids: list[str], timeout: float = 120.0) -
     show_default=True, help="Where compose reads its secrets.",
 )  # fmt: skip
 @click.option("--force", is_flag=True, help="Replace an existing file (every secret changes).")
-def init(*, env_file: Path, force: bool) -> None:
-    """Write fresh secrets for `docker compose` into .env: Redis passwords, API keys, Flower's
-    login. Never copy secrets from a README; run this once per box."""
+@click.option(
+    "--lane", "lanes", multiple=True,
+    help="A lane whose register publishes over MQTT: it gets a broker password (repeatable).",
+)  # fmt: skip
+def init(*, env_file: Path, force: bool, lanes: tuple[str, ...]) -> None:
+    """Write fresh secrets for `docker compose` into .env: Redis and MQTT passwords, API keys,
+    Flower's login. Never copy secrets from a README; run this once per box."""
     if env_file.exists() and not force:
         raise click.ClickException(f"{env_file} exists; --force replaces every secret in it")
     fresh = {
@@ -451,7 +480,13 @@ def init(*, env_file: Path, force: bool) -> None:
         "SCO_INGEST_KEYS": secrets.token_urlsafe(32),
         "SCO_READ_KEYS": secrets.token_urlsafe(32),
         "FLOWER_BASIC_AUTH": f"admin:{secrets.token_urlsafe(16)}",
+        "MQTT_INGEST_PASSWORD": secrets.token_hex(24),
     }
+    for lane in lanes:
+        if not re.match(CAMERA_ID_PATTERN, lane):
+            raise click.UsageError(f"--lane {lane!r} must match {CAMERA_ID_PATTERN}")
+    if lanes:
+        fresh["MQTT_LANE_PASSWORDS"] = ",".join(f"{lane}={secrets.token_hex(16)}" for lane in lanes)
     lines = ["# Written by `sco-recorder init`: this box's secrets; keep the file private.\n"]
     lines += [f"{name}={value}\n" for name, value in fresh.items()]
     descriptor = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

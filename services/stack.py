@@ -45,8 +45,8 @@ class Stack:
         self.settings, self.generated_key = secured(self.settings)
         if self.settings.redis_url is None:
             self._start_embedded_redis()
-        for camera in cameras:
-            capture = ServiceProcess("capture", self.settings.for_camera(camera))
+        for number, camera in enumerate(cameras, 1):  # metrics: the worker has the first port
+            capture = ServiceProcess("capture", capture_settings(self.settings, camera, number))
             self.processes[f"capture {camera}"] = capture.start()
         services = list(SERVICES)
         if self.settings.mqtt_url:
@@ -111,6 +111,45 @@ class Stack:
             server.stop()
         if self.servers:
             (self.settings.output_dir.resolve() / URLS_FILE).unlink(missing_ok=True)
+
+
+def capture_settings(settings: Settings, camera: str, number: int) -> Settings:
+    """One camera's capture: its own settings, and its own metrics port (SCO_METRICS_PORT +
+    `number`) when metrics are on, as several captures share a host."""
+    own = settings.for_camera(camera)
+    if settings.metrics_port:
+        own = own.model_copy(update={"metrics_port": settings.metrics_port + number})
+    return own
+
+
+class Captures:
+    """One capture process per camera of the store (`sco-recorder captures`): what compose's
+    capture container runs, so a store file needs no service per camera."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.processes: dict[str, ServiceProcess] = {}
+
+    def run(self, stop: threading.Event) -> int:
+        """Start every camera's capture; stop them all when stopped (0) or when one exits
+        (1: its container restarts, and every capture with it)."""
+        for camera in self.settings.captured_cameras:
+            parse_source(self.settings.for_camera(camera).source)
+        for number, camera in enumerate(self.settings.captured_cameras):
+            process = ServiceProcess("capture", capture_settings(self.settings, camera, number))
+            self.processes[camera] = process.start()
+        try:
+            while not stop.wait(0.5):
+                for camera, process in self.processes.items():
+                    if not process.running:
+                        log.error("capture of %s exited (%s)", camera, process.returncode)
+                        return 1
+            return 0
+        finally:
+            for process in self.processes.values():
+                process.send(signal.SIGTERM)
+            for process in self.processes.values():
+                process.wait(timeout=STOP_TIMEOUT)
 
 
 def running_stack_urls(output_dir: Path) -> dict[str, str] | None:

@@ -146,6 +146,7 @@ class Ingest:
         Two round trips: the pin script on the frame store, then one script on the state
         store that claims the idempotency key, creates the recording and pushes the job.
         """
+        assert event.lane_id is None, "a lane event goes to accept_lane"
         camera_id = self._camera_of(event)
         frames_before = self._frames_before(event, camera_id)
         await self.disk.check()

@@ -451,10 +451,10 @@ class Settings(BaseSettings):
             return [part for part in re.split(r"[,\s]+", value) if part]
         return value
 
-    @field_validator("api_key", "mqtt_password", mode="before")
+    @field_validator("api_key", "mqtt_password", "config", "public_url", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
-        """An empty variable (compose's `${VAR:-}`) means no secret, never an empty one."""
+        """An empty variable (compose's `${VAR:-}`) means unset, never an empty value."""
         return None if value == "" else value
 
     @field_validator("mqtt_url")

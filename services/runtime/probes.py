@@ -34,18 +34,26 @@ def probe_api(settings: Settings) -> str:
 
 
 def probe_capture(settings: Settings) -> str:
-    """The capture published a running heartbeat within stale_after seconds."""
+    """Every captured camera (the store file's, else SCO_CAMERA_ID) published a running
+    heartbeat within stale_after seconds."""
     client = redis.Redis.from_url(settings.frame_store_url, socket_timeout=TIMEOUT)
     try:
-        status = CameraRegistry(client).read(settings.camera_id)
+        statuses = {camera: CameraRegistry(client).read(camera)
+                    for camera in settings.captured_cameras}  # fmt: skip
     finally:
         client.close()
-    if status is None:
-        raise Unhealthy(f"capture: no heartbeat for camera {settings.camera_id}")
-    age = (utcnow() - status.updated_at).total_seconds()
-    if status.state != "running" or age > settings.stale_after:
-        raise Unhealthy(f"capture: {status.state}, heartbeat {age:.1f} s old, {status.last_error}")
-    return f"capture: running at {status.fps} fps"
+    shown = []
+    for camera, status in statuses.items():
+        if status is None:
+            raise Unhealthy(f"capture: no heartbeat for camera {camera}")
+        age = (utcnow() - status.updated_at).total_seconds()
+        if status.state != "running" or age > settings.stale_after:
+            raise Unhealthy(
+                f"capture: camera {camera} {status.state}, heartbeat {age:.1f} s old, "
+                f"{status.last_error}"
+            )
+        shown.append(f"{camera} at {status.fps} fps")
+    return f"capture: running: {', '.join(shown)}"
 
 
 def _ping(settings: Settings, service: str, node: str) -> str:

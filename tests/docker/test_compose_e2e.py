@@ -1,4 +1,5 @@
-"""The compose stack on a real Docker engine: built here, scaled to 3 workers, 30 events.
+"""The compose stack on a real Docker engine: built here, a store of two lanes (three
+cameras) from a store file, scaled to 3 workers, 20 lane events, a webhook receiver.
 
 Run with `make test-docker` (root: it may install docker.io and debootstrap, and start
 dockerd). No image registry is reachable here, so the Debian base image is built locally
@@ -7,6 +8,7 @@ with debootstrap and imported under the name the Dockerfiles use.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -22,6 +24,7 @@ import httpx
 import pytest
 
 from services.runtime.redisserver import free_port
+from services.webhooks.delivery import verify
 from tests.test_docker_files import ROOT, compose_binary
 
 # On a machine with no images yet, debootstrap and the builds alone take many minutes: far
@@ -31,12 +34,18 @@ pytestmark = [pytest.mark.docker, pytest.mark.timeout(45 * 60)]
 BASE_IMAGE = "debian:bookworm-slim"
 PROJECT = "sco-e2e"
 FLOWER_AUTH = ("admin", "e2e-secret")
-EVENTS = 30
+STORE = ROOT / "tests" / "docker" / "store.toml"
+OVERRIDE = ROOT / "tests" / "docker" / "compose.e2e.yml"
+WEBHOOK_SECRET = b"e2e-webhook-secret-0123456789"  # as in the store file
+LANES = {"lane-1": ["lane-1-top", "lane-1-bag"], "lane-2": ["lane-2-top"]}
+EVENTS_PER_LANE = 10
+RECORDINGS = EVENTS_PER_LANE * sum(len(cameras) for cameras in LANES.values())
 WORKERS = 3
-# One line per recording folder: "<date>/<id>/ <files> <PNGs> ok-if-metadata.json-is-there".
+LANE_1_PASSWORD = uuid.uuid4().hex  # lane-1's register's, on the compose broker
+# One line per recording folder: "<camera>/<date>/<id>/ <files> <PNGs> ok-if-metadata.json".
 API_KEY = "e2e-" + uuid.uuid4().hex
 LIST_RECORDINGS = r"""
-cd /r/lane-1 && for d in */*/; do
+cd /r && for d in */*/*/; do
   pngs=$(ls "$d" | grep -c '^frame_.*\.png$')
   echo "$d $(ls "$d" | wc -l) $pngs $(test -s "$d/metadata.json" && echo ok)"
 done
@@ -115,92 +124,181 @@ def base_image(engine: None) -> str:
 
 def compose(*args: str, env: dict[str, str], timeout: float = 900) -> str:
     """Compose v2 on the project's file, as the e2e project."""
-    return run(str(compose_binary()), "-f", str(ROOT / "docker-compose.yml"), "-p", PROJECT,
-               *args, env=env, timeout=timeout)  # fmt: skip
+    return run(str(compose_binary()), "-f", str(ROOT / "docker-compose.yml"), "-f",
+               str(OVERRIDE), "-p", PROJECT, *args, env=env, timeout=timeout)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
-def stack(base_image: str) -> Iterator[dict[str, str]]:
-    """Images built, the stack up with 3 workers and healthy; torn down (volumes too) after."""
-    env = {
-        **os.environ,
-        "BASE_IMAGE": base_image,
-        "FLOWER_BASIC_AUTH": ":".join(FLOWER_AUTH),
-        "SCO_PORT": str(free_port()),
-        "FLOWER_PORT": str(free_port()),
-        "SCO_SOURCE": "sample",
-        "CA_BUNDLE": "/etc/ssl/certs/ca-certificates.crt",
+def stack(base_image: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Images built, the store's stack up with 3 workers and healthy; torn down (volumes
+    too) after. Settings reach the containers through the env file, as `init` writes it."""
+    port = free_port()
+    settings = {
         "SCO_API_KEY": API_KEY,  # the API listens on 0.0.0.0 in its container: never open
+        "SCO_PUBLIC_URL": f"http://127.0.0.1:{port}",
         # What `sco-recorder init` writes into .env: both Redis servers want a password.
         "FRAMES_REDIS_PASSWORD": uuid.uuid4().hex,
         "BROKER_REDIS_PASSWORD": uuid.uuid4().hex,
+        "FLOWER_BASIC_AUTH": ":".join(FLOWER_AUTH),
+        "MQTT_INGEST_PASSWORD": uuid.uuid4().hex,
+        "MQTT_LANE_PASSWORDS": f"lane-1={LANE_1_PASSWORD}",
+    }
+    env_file = tmp_path_factory.mktemp("compose") / "sco.env"
+    env_file.write_text("".join(f"{name}={value}\n" for name, value in settings.items()))
+    env = {
+        **os.environ,
+        **settings,
+        "BASE_IMAGE": base_image,
+        "SCO_ENV_FILE": str(env_file),
+        "SCO_STORE": str(STORE),
+        "SCO_PORT": str(port),
+        "FLOWER_PORT": str(free_port()),
+        "RECEIVER_PORT": str(free_port()),
+        "MQTT_PORT": str(free_port()),  # this machine's own mosquitto has 1883
+        "MQTTS_PORT": str(free_port()),
+        "CA_BUNDLE": "/etc/ssl/certs/ca-certificates.crt",
     }
     started = time.monotonic()
     compose("build", env=env)
     built = time.monotonic()
     try:
-        compose("up", "-d", "--scale", f"worker={WORKERS}", "--wait", "--wait-timeout", "240",
-                env=env)  # fmt: skip
+        compose("--profile", "mqtt", "up", "-d", "--scale", f"worker={WORKERS}", "--wait",
+                "--wait-timeout", "240", env=env)  # fmt: skip
         print(f"\nbuild {built - started:.0f} s, up {time.monotonic() - built:.0f} s")
         yield env
     finally:
         logs = subprocess.run(
-            [str(compose_binary()), "-f", str(ROOT / "docker-compose.yml"), "-p", PROJECT,
-             "logs", "--no-color", "--tail", "50"],
+            [str(compose_binary()), "-f", str(ROOT / "docker-compose.yml"), "-f",
+             str(OVERRIDE), "-p", PROJECT, "logs", "--no-color", "--tail", "50"],
             capture_output=True, text=True, env=env, check=False,
         )  # fmt: skip
         print(logs.stdout[-5000:])
-        compose("down", "-v", "--remove-orphans", env=env)
+        compose("--profile", "mqtt", "down", "-v", "--remove-orphans", env=env)
 
 
-def send_and_wait(api: httpx.Client) -> list[str]:
-    """Send the events, wait until every recording is complete; their IDs."""
-    ids = []
-    for number in range(EVENTS):
-        answer = api.post("/v1/events", json={"transaction_id": f"E2E-{number}"})
-        assert answer.status_code == 202, answer.text
-        ids.append(answer.json()["recording_id"])
+def wait_buffered(api: httpx.Client) -> None:
+    """Every camera of the store running with a full window."""
+    deadline = time.monotonic() + 120
+    while not (
+        api.get("/readyz").status_code == 200
+        and all(camera["buffer_length"] >= 30 for camera in api.get("/v1/cameras").json())
+    ):
+        assert time.monotonic() < deadline, api.get("/v1/cameras").json()
+        time.sleep(0.5)
+
+
+def send_and_wait(api: httpx.Client) -> list[dict[str, object]]:
+    """Send the lane events, wait until every one is complete; the events."""
+    accepted = []
+    for number in range(EVENTS_PER_LANE):
+        for lane in LANES:
+            body = {"lane_id": lane, "transaction_id": f"E2E-{lane}-{number}"}
+            answer = api.post("/v1/events", json=body)
+            assert answer.status_code == 202, answer.text
+            accepted.append(answer.json())
     deadline = time.monotonic() + 300
-    for recording_id in ids:
-        while (recording := api.get(f"/v1/recordings/{recording_id}").json())["status"] in {
+    events = []
+    for event in accepted:
+        while (current := api.get(str(event["status_url"])).json())["status"] in {
             "queued", "running"
         }:  # fmt: skip
-            assert time.monotonic() < deadline, recording
+            assert time.monotonic() < deadline, current
             time.sleep(0.2)
-        assert recording["status"] == "complete", recording
-    return ids
+        assert current["status"] == "complete", current
+        events.append(current)
+    return events
 
 
-def test_thirty_events_make_thirty_recordings_spread_over_three_workers(
+def test_a_store_file_runs_two_lanes_with_exact_recordings_and_webhooks(
     stack: dict[str, str],
 ) -> None:
-    """30 events → 30 complete recordings on the volume, jobs on all 3 workers, Flower guarded."""
+    """Lane events → one complete recording per camera of the lane, at one moment, on the
+    volume; jobs on all 3 workers; one signed webhook per recording; Flower guarded."""
     base = f"http://127.0.0.1:{stack['SCO_PORT']}"
     assert httpx.get(f"{base}/v1/cameras", timeout=30).status_code == 401
     with httpx.Client(
         base_url=base, timeout=30, headers={"Authorization": f"Bearer {API_KEY}"}
     ) as api:
-        ids = send_and_wait(api)
+        wait_buffered(api)
+        events = send_and_wait(api)
+        recordings = [recording for event in events for recording in event["recordings"]]  # type: ignore[attr-defined]
+        assert len(recordings) == RECORDINGS
+        for event in events:
+            cameras = [recording["camera_id"] for recording in event["recordings"]]  # type: ignore[attr-defined]
+            assert cameras == LANES[str(event["lane_id"])]
+            moments = {recording["event_time"] for recording in event["recordings"]}  # type: ignore[attr-defined]
+            assert len(moments) == 1, event
         # The API reads the recordings volume (read-only) to serve frames and zips.
-        frame = api.get(f"/v1/recordings/{ids[0]}/frames/30")
+        first = recordings[0]["recording_id"]
+        frame = api.get(f"/v1/recordings/{first}/frames/30")
         assert frame.status_code == 200, frame.text
         assert frame.content.startswith(b"\x89PNG")
-        assert api.get(f"/v1/recordings/{ids[0]}/download").status_code == 200
+        assert api.get(f"/v1/recordings/{first}/download").status_code == 200
 
+    ids = {str(recording["recording_id"]) for recording in recordings}
     volume = f"{PROJECT}_recordings:/r:ro"
     listing = run("docker", "run", "--rm", "-v", volume, BASE_IMAGE, "sh", "-c", LIST_RECORDINGS)
     folders = listing.split("\n")[:-1]
-    assert len(folders) == EVENTS
+    assert len(folders) == RECORDINGS
     assert {line.split(" ", 1)[1] for line in folders} == {"32 30 ok"}  # + metadata, thumbnail
-    assert {line.split("/")[1] for line in folders} == set(ids)
+    assert {line.split("/")[2] for line in folders} == ids
+
+    receiver = f"http://127.0.0.1:{stack['RECEIVER_PORT']}"
+    deadline = time.monotonic() + 60
+    while len(deliveries := httpx.get(receiver, timeout=30).json()) < RECORDINGS:
+        assert time.monotonic() < deadline, f"{len(deliveries)} webhook deliveries"
+        time.sleep(0.5)
+    bodies = []
+    for delivery in deliveries:
+        assert verify(WEBHOOK_SECRET, delivery["body"].encode(), delivery["signature"])
+        bodies.append(json.loads(delivery["body"]))
+    assert sorted(body["recording_id"] for body in bodies) == sorted(ids)
+    assert {body["status"] for body in bodies} == {"complete"}
+    assert bodies[0]["links"]["download"].startswith(f"{base}/v1/recordings/")
 
     flower = f"http://127.0.0.1:{stack['FLOWER_PORT']}"
     assert httpx.get(f"{flower}/api/workers", timeout=30).status_code == 401
-    tasks = httpx.get(f"{flower}/api/tasks", params={"limit": 1000}, auth=FLOWER_AUTH, timeout=30)
+    tasks = httpx.get(f"{flower}/api/tasks", params={"limit": 5000}, auth=FLOWER_AUTH, timeout=30)
     assert tasks.status_code == 200
-    per_worker = Counter(task["worker"] for task in tasks.json().values())
-    assert sum(per_worker.values()) == EVENTS, per_worker
+    recorded = [task for task in tasks.json().values() if task["name"] == "sco.record"]
+    per_worker = Counter(task["worker"] for task in recorded)
+    assert sum(per_worker.values()) == RECORDINGS, per_worker
     assert len(per_worker) == WORKERS, per_worker
+
+
+def publish(env: dict[str, str], topic: str, body: str, *credentials: str) -> str:
+    """mosquitto_pub inside the broker's container, as a client on the store network would;
+    its output (a refusal included)."""
+    command = [str(compose_binary()), "-f", str(ROOT / "docker-compose.yml"), "-f",
+               str(OVERRIDE), "-p", PROJECT, "--profile", "mqtt", "exec", "-T", "mosquitto",
+               "mosquitto_pub", "-h", "127.0.0.1", "-V", "5", "-q", "1", "-t", topic, "-m", body,
+               *credentials]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60,
+                            check=False)  # fmt: skip
+    return f"{result.returncode} {result.stdout} {result.stderr}"
+
+
+def test_the_compose_broker_refuses_strangers_and_keeps_each_lane_to_its_topic(
+    stack: dict[str, str],
+) -> None:
+    """No anonymous client; lane-1's register records on its own lane, never on lane-2's."""
+    refused = publish(stack, "sco/lanes/lane-1/events", '{"transaction_id": "MQTT-ANON"}')
+    assert "not authori" in refused.lower(), refused
+    lane_1 = ("-u", "lane-1", "-P", LANE_1_PASSWORD)
+    publish(stack, "sco/lanes/lane-2/events", '{"transaction_id": "MQTT-WRONG"}', *lane_1)
+    publish(stack, "sco/lanes/lane-1/events", '{"transaction_id": "MQTT-RIGHT"}', *lane_1)
+    base = f"http://127.0.0.1:{stack['SCO_PORT']}"
+    with httpx.Client(
+        base_url=base, timeout=30, headers={"Authorization": f"Bearer {API_KEY}"}
+    ) as api:
+        deadline = time.monotonic() + 60
+        while len(found := api.get("/v1/recordings?transaction_id=MQTT-RIGHT").json()) < 2:
+            assert time.monotonic() < deadline, found
+            time.sleep(0.5)
+        assert {recording["camera_id"] for recording in found} == set(LANES["lane-1"])
+        time.sleep(2)  # the refused ones had as long
+        for transaction in ("MQTT-WRONG", "MQTT-ANON"):
+            assert api.get(f"/v1/recordings?transaction_id={transaction}").json() == []
 
 
 def test_the_all_in_one_image_prints_a_key_and_records_with_it(base_image: str) -> None:
