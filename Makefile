@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 SOURCE ?= sample
 OUTPUT ?= recordings
 
-.PHONY: install run test test-fast test-docker lint bench chaos lock clean
+.PHONY: install run test test-fast test-docker lint audit bench chaos lock clean
 
 $(BIN)/.installed: pyproject.toml requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,9 @@ bench: install  ## Every benchmark of docs/benchmarks.md (needs wrk: apt-get ins
 
 chaos: install  ## Kill processes at random under steady traffic for 5 min; every goal checked (docs/reliability.md).
 	$(BIN)/python -m bench.chaos --mqtt
+
+audit: install  ## Known vulnerabilities in the images' pinned dependencies (requirements.lock).
+	$(BIN)/pip-audit --no-deps --disable-pip --progress-spinner off -r requirements.lock
 
 lock: install  ## Pin the images' dependencies (requirements.lock); commit the result.
 	$(BIN)/uv pip compile pyproject.toml --extra video --extra embedded --extra sample \
