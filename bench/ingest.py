@@ -53,6 +53,10 @@ class MemorySource:
         self.sent += 1
         return self.frames[self.sent % len(self.frames)], self.sent
 
+    def position(self) -> float | None:
+        """No stream position: stamped when read."""
+        return None
+
     def close(self) -> None:
         """Nothing to release."""
 

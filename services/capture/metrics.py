@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+LAG_BUCKETS = (0.005, 0.01, 0.02, 0.033, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 XADD_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.033, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 
@@ -35,6 +36,14 @@ class CaptureMetrics:
         self.fps = Gauge(
             "sco_capture_fps", "Frames per second over 2 s.", labels, registry=self.registry
         )
+        self.lag = Histogram(
+            "sco_capture_lag_seconds",
+            "How long after the camera saw a frame it was pushed (its stamp is when it was "
+            "seen: a file's due time, a live stream's position).",
+            labels,
+            buckets=LAG_BUCKETS,
+            registry=self.registry,
+        )
         self.append_seconds = Histogram(
             "sco_capture_append_seconds",
             "XADD + index + trim of one frame, one round trip.",
@@ -51,6 +60,7 @@ class CaptureMetrics:
             dropped=self.dropped.labels(camera_id),
             fps=self.fps.labels(camera_id),
             append_seconds=self.append_seconds.labels(camera_id),
+            lag=self.lag.labels(camera_id),
         )
 
 
@@ -63,3 +73,4 @@ class CameraMetrics:
     dropped: Counter
     fps: Gauge
     append_seconds: Histogram
+    lag: Histogram

@@ -51,12 +51,42 @@ def buffer_cap(settings: Settings, fps: float) -> int:
 
 
 @dataclass
+class LiveStamps:
+    """When a live camera saw each frame: its position in the stream, put on this machine's
+    clock by the smallest delay seen lately (the frame read soonest after it was taken).
+
+    The position is the stream's own clock, so frames read late in a burst keep the times
+    they were taken at. The offset is the least `now - position` over `window` seconds:
+    the clocks' drift moves it, a slow read never does. A stamp is never later than the read.
+    A position that goes back (the stream restarted) starts the estimate over.
+    """
+
+    window: float = 10.0
+    _offsets: deque[tuple[float, float]] = field(default_factory=deque)
+    _last_position: float = -math.inf
+
+    def stamp(self, now: float, position: float | None) -> float:
+        """The moment the camera saw the frame just read at `now`."""
+        if position is None:
+            return now
+        if position < self._last_position:
+            self._offsets.clear()
+        self._last_position = position
+        offsets = self._offsets
+        offsets.append((now, now - position))
+        while offsets[0][0] < now - self.window:
+            offsets.popleft()
+        return min(now, min(offset for _, offset in offsets) + position)
+
+
+@dataclass
 class Counters:
     """What the heartbeat reports."""
 
     frames_read: int = 0
     late: int = 0
     dropped: int = 0
+    lag: float = 0.0
     errors: int = 0
     last_error: str | None = None
     last_frame_us: int | None = None
@@ -162,22 +192,26 @@ class Capture:
         self._cap = buffer_cap(self.settings, fps)
         self._keep = frames_kept(self.settings, fps)
         started, emitted = self.clock(), 0
+        live = LiveStamps()
         while not stop.is_set():
             got = source.read()
             if got is None:
                 self.counters.fail(f"source {self.spec.shown!r}: read failed")
                 return False
             pixels, index = got
-            if not self.spec.is_live:
-                started, emitted = self._pace(started, emitted, period, stop)
-            self._push(pixels, index)
+            if self.spec.is_live:
+                seen = live.stamp(self.clock(), source.position())
+            else:
+                started, emitted, seen = self._pace(started, emitted, period, stop)
+            self._push(pixels, index, seen)
             self._heartbeat()
         return True
 
     def _pace(
         self, started: float, emitted: int, period: float, stop: threading.Event
-    ) -> tuple[float, int]:
-        """Hold a file's frame until its moment at the native rate; count it late if missed."""
+    ) -> tuple[float, int, float]:
+        """Hold a file's frame until its moment at the native rate; count it late if missed.
+        Returns the schedule and the frame's due time: when a camera would have seen it."""
         due = started + emitted * period
         now = self.clock()
         if now < due:
@@ -187,14 +221,18 @@ class Capture:
             self.metrics.late.inc()
             if now - due > 1.0:
                 # Far behind (a stall): start the schedule over rather than burst to catch up.
-                return now, 1
-        return started, emitted + 1
+                return now, 1, now
+        return started, emitted + 1, due
 
-    def _push(self, pixels: Pixels, index: int) -> None:
+    def _push(self, pixels: Pixels, index: int, seen: float) -> None:
+        """Push a frame stamped with when it was seen, not when it got here: a capture that
+        falls behind must not give an older picture a later time than its successor's."""
         now = self.clock()
         counters = self.counters
         # Capture times must grow even if the wall clock steps back: the window depends on it.
-        captured_us = max(int(now * 1_000_000), (counters.last_frame_us or 0) + 1)
+        captured_us = max(int(seen * 1_000_000), (counters.last_frame_us or 0) + 1)
+        counters.lag = max(0.0, now - seen)
+        self.metrics.lag.observe(counters.lag)
         counters.frames_read += 1
         counters.height, counters.width = pixels.shape[0], pixels.shape[1]
         self.metrics.frames.inc()
@@ -248,6 +286,7 @@ class Capture:
             frames_read=counters.frames_read,
             late_frames=counters.late,
             dropped_frames=counters.dropped,
+            lag_ms=round(counters.lag * 1000, 1),
             errors=counters.errors,
             last_error=counters.last_error,
             last_frame_at=from_us(counters.last_frame_us) if counters.last_frame_us else None,

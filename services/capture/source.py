@@ -50,6 +50,9 @@ class FrameSource(Protocol):
     def read(self) -> tuple[Pixels, int] | None:
         """The next frame and its index, or None when the source failed."""
 
+    def position(self) -> float | None:
+        """The last frame's position in the stream, in seconds, if the source knows it."""
+
     def close(self) -> None:
         """Release the device, file or connection."""
 
@@ -121,6 +124,12 @@ class OpenCVSource:
         index = self._index
         self._index += 1
         return cast("Pixels", frame), index
+
+    def position(self) -> float | None:
+        """The stream's own time of the last frame read (CAP_PROP_POS_MSEC); None when the
+        backend reports none (0)."""
+        millis = float(self._capture.get(cv2.CAP_PROP_POS_MSEC) or 0.0)
+        return millis / 1000 if millis > 0 else None
 
     def close(self) -> None:
         """Release the capture."""

@@ -309,6 +309,9 @@ class CameraStatus(BaseModel):
     frames_read: int = 0
     late_frames: int = 0
     dropped_frames: int = 0
+    lag_ms: float = Field(
+        default=0.0, description="How long after the camera saw the last frame it was pushed."
+    )
     errors: int = 0
     last_error: str | None = None
     last_frame_at: datetime | None = None

@@ -80,6 +80,10 @@ class FlakyCamera:
             time.sleep(1 / self.fps)
         return np.zeros((4, 4, 3), dtype=np.uint8), self.left
 
+    def position(self) -> float | None:
+        """A fake camera knows no stream position."""
+        return None
+
     def close(self) -> None:
         """Nothing to release."""
 
