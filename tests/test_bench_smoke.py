@@ -20,6 +20,7 @@ SMOKE = [
     ("ingest", "--frames", "20", "--runs", "1"),
     ("latency", "--events", "1", "--spacing", "0", "--floor-runs", "1"),
     ("naive", "--events", "1"),
+    ("capacity", "--size", "320x240", "--max-cameras", "1", "--seconds", "4", "--warmup", "1"),
 ]
 
 
