@@ -23,7 +23,7 @@ import redis
 
 from bench.sources import real_frames
 from services.capture.service import Capture
-from services.capture.source import SourceSpec
+from services.capture.spec import SourceSpec
 from services.kernel.framecodec import Pixels
 from services.kernel.settings import Settings
 from services.runtime.redisserver import RedisServer

@@ -7,7 +7,7 @@ from typing import cast
 
 import cv2
 
-from services.capture.source import sample_video
+from services.capture.spec import sample_video
 from services.kernel.framecodec import Pixels
 
 

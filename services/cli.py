@@ -104,7 +104,7 @@ def cli() -> None:
 def capture(**flags: Any) -> None:
     """Capture one source into its camera's frame stream."""
     from services.capture.main import main  # noqa: PLC0415  # each service loads only its own deps
-    from services.capture.source import SourceError  # noqa: PLC0415
+    from services.capture.spec import SourceError  # noqa: PLC0415
 
     try:
         service(main)(**flags)
@@ -116,7 +116,7 @@ def capture(**flags: Any) -> None:
 @settings_options
 def captures(**flags: Any) -> None:
     """A capture per camera of the store file (or the one SCO_SOURCE), each its own process."""
-    from services.capture.source import SourceError  # noqa: PLC0415  # see capture
+    from services.capture.spec import SourceError  # noqa: PLC0415  # see capture
     from services.kernel.logconfig import configure_logging  # noqa: PLC0415
     from services.runtime.lifecycle import Lifecycle  # noqa: PLC0415
     from services.stack import Captures  # noqa: PLC0415
@@ -285,7 +285,7 @@ def mqtt(**flags: Any) -> None:
 @click.option("--mqtt-url", help="Also accept events over MQTT from this broker [SCO_MQTT_URL].")
 def up(**flags: Any) -> None:
     """Start capture, API, workers and beat on this machine (embedded Redis if no URL)."""
-    from services.capture.source import SourceError  # noqa: PLC0415  # see capture
+    from services.capture.spec import SourceError  # noqa: PLC0415  # see capture
     from services.kernel.logconfig import configure_logging  # noqa: PLC0415
     from services.runtime.lifecycle import Lifecycle  # noqa: PLC0415
     from services.runtime.redisserver import RedisServerError  # noqa: PLC0415

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from services.capture.source import parse_source
+from services.capture.spec import parse_source
 from services.kernel.redact import mask_credentials
 from services.kernel.settings import Settings, pasteable_url, secured
 from services.runtime.launcher import ServiceProcess

@@ -10,7 +10,8 @@ from prometheus_client import start_http_server
 
 from services.capture.metrics import CaptureMetrics
 from services.capture.service import Capture
-from services.capture.source import open_source, parse_source
+from services.capture.source import open_source
+from services.capture.spec import parse_source
 from services.kernel.logconfig import configure_logging
 from services.kernel.settings import Settings
 from services.runtime.lifecycle import Lifecycle

@@ -11,7 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from services.capture.metrics import CaptureMetrics
-from services.capture.source import FrameSource, SourceError, SourceSpec
+from services.capture.source import FrameSource
+from services.capture.spec import SourceError, SourceSpec
 from services.kernel.backoff import compute_backoff
 from services.kernel.contracts import CameraStatus, from_us, utcnow
 from services.kernel.framecodec import Pixels

@@ -12,7 +12,8 @@ import pytest
 import redis
 
 from services.capture.service import Capture
-from services.capture.source import FrameSource, SourceError, SourceSpec, open_source, parse_source
+from services.capture.source import FrameSource, open_source
+from services.capture.spec import SourceError, SourceSpec, parse_source
 from services.kernel.framecodec import Pixels
 from services.kernel.settings import Settings
 from services.stores.cameras import CameraRegistry

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from services.capture.source import SourceError, open_source, parse_source, sample_video
+from services.capture.source import open_source
+from services.capture.spec import SourceError, parse_source, sample_video
 from tests.support.videos import read_index, write_video
 
 

@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from services.capture.service import Capture, LiveStamps
-from services.capture.source import SourceSpec
+from services.capture.spec import SourceSpec
 from services.kernel.framecodec import Pixels
 from services.stores.cameras import CameraRegistry
 from services.stores.framebuffer import FrameBuffer
