@@ -47,6 +47,7 @@ import psutil
 import redis
 
 from bench.floor import record_newest
+from bench.sources import real_frames
 from services.kernel import keys
 from services.kernel.contracts import CameraStatus, Manifest
 from services.kernel.framecodec import Pixels
@@ -55,20 +56,23 @@ from services.stores.cameras import CameraRegistry
 from services.stores.framebuffer import FrameBuffer
 from services.stores.storage import Storage
 from services.worker.encoder import make_encoder
-from tests.support.videos import draw_index, read_index
+from tests.support.videos import BITS, CELL, draw_index, read_index
 
 FPS = 30.0
 SIZES = {720: (1280, 720), 1080: (1920, 1080)}
 
 
 def counter_video(path: Path, width: int, height: int, frames: int = 150) -> Path:
-    """A 30 fps MJPEG whose every frame carries its index (read back from the PNGs)."""
+    """The sample clip at 30 fps, each frame carrying its index in a strip of cells (read back
+    from the PNGs): a camera's picture, so decoding and encoding cost what they would."""
     if path.exists():
         return path
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), FPS, (width, height))
     writer.set(cv2.VIDEOWRITER_PROP_QUALITY, 90)
-    for index in range(frames):
-        writer.write(draw_index(index, width, height))
+    for index, picture in enumerate(real_frames(width, height, frames)):
+        marked = picture.copy()
+        marked[0:CELL, 0 : BITS * CELL] = draw_index(index, BITS * CELL, CELL * 3)[0:CELL]
+        writer.write(marked)
     writer.release()
     return path
 
