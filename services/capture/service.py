@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import queue
 import threading
 import time
 from collections import deque
@@ -106,6 +107,58 @@ class Counters:
         self.last_error = mask_credentials(message)
 
 
+READ_AHEAD = 4  # frames read but not yet pushed, at most (~130 ms at 30 fps)
+STOP_READER_SECONDS = 5.0
+Frame = tuple[Pixels, int, float]  # pixels, source index, when the camera saw it
+
+
+class Reader:
+    """The capture's reading half: reads the source, paces a file, stamps each frame, and
+    hands it to the pushing half through a short queue."""
+
+    def __init__(
+        self, capture: Capture, source: FrameSource, period: float, stop: threading.Event
+    ) -> None:
+        self.capture, self.source, self.period, self.stop = capture, source, period, stop
+        self.frames: queue.Queue[Frame | None] = queue.Queue(maxsize=READ_AHEAD)
+        self.done = threading.Event()  # the pushing half has stopped taking frames
+        self.failed = False
+        self.error: Exception | None = None
+
+    def run(self) -> None:
+        """Read until stopped or the source fails; then say so with None."""
+        capture = self.capture
+        started, emitted = capture.clock(), 0
+        live = LiveStamps()
+        try:
+            while not self.stop.is_set() and not self.done.is_set():
+                got = self.source.read()
+                if got is None:
+                    capture.counters.fail(f"source {capture.spec.shown!r}: read failed")
+                    self.failed = True
+                    return
+                pixels, index = got
+                if capture.spec.is_live:
+                    seen = live.stamp(capture.clock(), self.source.position())
+                else:
+                    started, emitted, seen = capture.pace(started, emitted, self.period, self.stop)
+                self._hand_over((pixels, index, seen))
+        except Exception as error:  # re-raised by the pushing half
+            self.error = error
+        finally:
+            self._hand_over(None)
+
+    def _hand_over(self, frame: Frame | None) -> None:
+        """Queue a frame; a full queue waits for the pushing half (a frame store slower than
+        the camera for longer than the queue holds makes the reader late, and counted)."""
+        while not self.done.is_set():
+            try:
+                self.frames.put(frame, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+
 class Capture:
     """Runs one source into one camera's frame buffer until stopped."""
 
@@ -187,28 +240,37 @@ class Capture:
         return None
 
     def _pump(self, source: FrameSource, stop: threading.Event) -> bool:
-        """Move frames until the source fails (False) or we are stopped (True)."""
+        """Move frames until the source fails (False) or we are stopped (True).
+
+        A reader thread reads, paces and stamps; this thread pushes. Between them a queue of
+        READ_AHEAD frames absorbs the frame store's pauses (a worker paging out a window
+        holds Redis for a moment), so a slow push delays the push, not the next read.
+        """
         fps = self.settings.fps or source.fps  # a store file may know the camera better
-        period = 1.0 / fps
         self._cap = buffer_cap(self.settings, fps)
         self._keep = frames_kept(self.settings, fps)
-        started, emitted = self.clock(), 0
-        live = LiveStamps()
-        while not stop.is_set():
-            got = source.read()
-            if got is None:
-                self.counters.fail(f"source {self.spec.shown!r}: read failed")
-                return False
-            pixels, index = got
-            if self.spec.is_live:
-                seen = live.stamp(self.clock(), source.position())
-            else:
-                started, emitted, seen = self._pace(started, emitted, period, stop)
-            self._push(pixels, index, seen)
-            self._heartbeat()
-        return True
+        reader = Reader(self, source, 1.0 / fps, stop)
+        thread = threading.Thread(target=reader.run, name="capture-reader", daemon=True)
+        thread.start()
+        try:
+            while True:
+                try:
+                    frame = reader.frames.get(timeout=HEARTBEAT_SECONDS)
+                except queue.Empty:  # a live source that stalls still gets its heartbeat
+                    self._heartbeat()
+                    continue
+                if frame is None:
+                    break
+                self._push(*frame)
+                self._heartbeat()
+        finally:
+            reader.done.set()
+            thread.join(timeout=STOP_READER_SECONDS)
+        if reader.error is not None:
+            raise reader.error
+        return not reader.failed
 
-    def _pace(
+    def pace(
         self, started: float, emitted: int, period: float, stop: threading.Event
     ) -> tuple[float, int, float]:
         """Hold a file's frame until its moment at the native rate; count it late if missed.
