@@ -300,30 +300,27 @@ class Notifier:
         if not self.store.pending(delivery) or not self.store.lock(delivery, self.lease_seconds):
             return None
         try:
-            outcome = self._post(
-                hook, json.dumps(payload(recording, self.base_url)).encode(), delivery
-            )
-            if outcome.delivered:
-                self.store.delivered(delivery, hook.id)
-                log.info("webhook %s: delivered %s", hook.id, recording_id)
-            else:
-                assert outcome.error is not None
-                letter = self.store.failed(
-                    delivery, hook, outcome.error, int(self.clock() * 1000), self.settings
-                )
-                if letter is not None:
-                    log.error("webhook %s: gave up on %s after %d tries: %s", hook.id, recording_id,
-                              letter.attempts, outcome.error)  # fmt: skip
-                else:
-                    log.warning(
-                        "webhook %s: %s failed (%s); will retry",
-                        hook.id,
-                        recording_id,
-                        outcome.error,
-                    )
+            body = json.dumps(payload(recording, self.base_url)).encode()
+            outcome = self._post(hook, body, delivery)
+            self._record(delivery, hook, outcome)
             return outcome
         finally:
             self.store.unlock(delivery)
+
+    def _record(self, delivery: str, hook: Webhook, outcome: Outcome) -> None:
+        """Count a try: done, due again after its backoff, or a dead letter."""
+        recording_id = delivery.partition(":")[0]
+        if outcome.delivered:
+            self.store.delivered(delivery, hook.id)
+            log.info("webhook %s: delivered %s", hook.id, recording_id)
+            return
+        error = outcome.error or "unknown"
+        letter = self.store.failed(delivery, hook, error, int(self.clock() * 1000), self.settings)
+        if letter is None:
+            log.warning("webhook %s: %s failed (%s); will retry", hook.id, recording_id, error)
+        else:
+            log.error("webhook %s: gave up on %s after %d tries: %s", hook.id, recording_id,
+                      letter.attempts, error)  # fmt: skip
 
     def _post(self, hook: Webhook, body: bytes, delivery: str) -> Outcome:
         headers = {
