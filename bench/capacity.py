@@ -376,6 +376,7 @@ def measure(
             make_encoder("fpng"),
             f"floor{run}",
             8 << 20,
+            count=args.frames,
         )
         floor.append(time.perf_counter() - started)
     time.sleep(args.warmup)

@@ -13,10 +13,11 @@ FRAMES = 30
 
 
 def record_newest(
-    buffer: FrameBuffer, storage: Storage, encode: Encoder, name: str, page_bytes: int
-) -> None:
-    """One floor recording of the newest FRAMES frames, in a staging folder removed after."""
-    window = buffer.window(to_us(datetime.now().astimezone()), FRAMES, 0)
+    buffer: FrameBuffer, storage: Storage, encode: Encoder, name: str, page_bytes: int,
+    *, count: int = FRAMES,
+) -> None:  # fmt: skip
+    """One floor recording of the newest `count` frames, in a staging folder removed after."""
+    window = buffer.window(to_us(datetime.now().astimezone()), count, 0)
     with storage.staging(name) as staged:
         frames = buffer.read(window.ids[0], window.ids[-1], page_bytes)
         for number, frame in enumerate(frames):
