@@ -231,7 +231,7 @@ def webhooks() -> None:
 @settings_options
 def webhooks_failed(**flags: Any) -> None:
     """List the dead letters: deliveries given up on after SCO_WEBHOOK_GIVE_UP_AFTER."""
-    from services.webhooks.delivery import WebhookStore  # noqa: PLC0415  # see capture
+    from services.stores.webhooks import WebhookStore  # noqa: PLC0415  # see capture
 
     settings = stack_redis(settings_from(flags))
     letters = WebhookStore(redis.Redis.from_url(settings.state_store_url)).dead_letters()
@@ -249,7 +249,7 @@ def webhooks_failed(**flags: Any) -> None:
 @click.option("--all", "replay_all", is_flag=True, help="Every failed delivery.")
 def webhooks_replay(*, deliveries: tuple[str, ...], replay_all: bool, **flags: Any) -> None:
     """Send failed deliveries again (IDs as `webhooks failed` lists them, or --all)."""
-    from services.webhooks.delivery import WebhookStore  # noqa: PLC0415  # see capture
+    from services.stores.webhooks import WebhookStore  # noqa: PLC0415  # see capture
 
     if not deliveries and not replay_all:
         raise click.UsageError("name the deliveries to replay, or pass --all")

@@ -37,17 +37,14 @@ class Stack:
 
     def start(self) -> None:
         """Start everything; fails fast, with the reason, if a part cannot start."""
-        cameras = self.settings.captured_cameras
-        for camera in cameras:  # a missing file fails here, before anything runs
-            parse_source(self.settings.for_camera(camera).source)
+        check_sources(self.settings)  # a missing file fails here, before anything runs
         self.settings.output_dir.mkdir(parents=True, exist_ok=True)
         # Beyond loopback the API gets a key; made here, every child reads the same one.
         self.settings, self.generated_key = secured(self.settings)
         if self.settings.redis_url is None:
             self._start_embedded_redis()
-        for number, camera in enumerate(cameras, 1):  # metrics: the worker has the first port
-            capture = ServiceProcess("capture", capture_settings(self.settings, camera, number))
-            self.processes[f"capture {camera}"] = capture.start()
+        captures = start_captures(self.settings, first_port=1)  # the worker has the first
+        self.processes.update({f"capture {camera}": p for camera, p in captures.items()})
         services = list(SERVICES)
         if self.settings.mqtt_url:
             services.append("mqtt")
@@ -113,13 +110,22 @@ class Stack:
             (self.settings.output_dir.resolve() / URLS_FILE).unlink(missing_ok=True)
 
 
-def capture_settings(settings: Settings, camera: str, number: int) -> Settings:
-    """One camera's capture: its own settings, and its own metrics port (SCO_METRICS_PORT +
-    `number`) when metrics are on, as several captures share a host."""
-    own = settings.for_camera(camera)
-    if settings.metrics_port:
-        own = own.model_copy(update={"metrics_port": settings.metrics_port + number})
-    return own
+def check_sources(settings: Settings) -> None:
+    """Every captured camera's source, checked without opening it (SourceError if wrong)."""
+    for camera in settings.captured_cameras:
+        parse_source(settings.for_camera(camera).source)
+
+
+def start_captures(settings: Settings, first_port: int) -> dict[str, ServiceProcess]:
+    """A capture process per camera, with its own settings; with metrics on, the n-th
+    serves them on SCO_METRICS_PORT + first_port + n, as the captures share a host."""
+    processes = {}
+    for number, camera in enumerate(settings.captured_cameras, first_port):
+        own = settings.for_camera(camera)
+        if settings.metrics_port:
+            own = own.model_copy(update={"metrics_port": settings.metrics_port + number})
+        processes[camera] = ServiceProcess("capture", own).start()
+    return processes
 
 
 class Captures:
@@ -133,11 +139,8 @@ class Captures:
     def run(self, stop: threading.Event) -> int:
         """Start every camera's capture; stop them all when stopped (0) or when one exits
         (1: its container restarts, and every capture with it)."""
-        for camera in self.settings.captured_cameras:
-            parse_source(self.settings.for_camera(camera).source)
-        for number, camera in enumerate(self.settings.captured_cameras):
-            process = ServiceProcess("capture", capture_settings(self.settings, camera, number))
-            self.processes[camera] = process.start()
+        check_sources(self.settings)
+        self.processes = start_captures(self.settings, first_port=0)
         try:
             while not stop.wait(0.5):
                 for camera, process in self.processes.items():

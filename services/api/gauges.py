@@ -15,6 +15,7 @@ from redis import asyncio as aioredis
 from services.kernel import keys
 from services.stores.framebuffer import FramePins
 from services.stores.retention import AsyncRetentionStore
+from services.stores.webhooks import counts_of
 
 log = logging.getLogger(__name__)
 
@@ -86,10 +87,9 @@ class StoreGauges(Collector):
             "(given up on: a dead letter).",
             labels=["webhook", "outcome"],
         )
-        counts = cast("dict[bytes, bytes]", await self.state_store.hgetall(keys.WEBHOOK_COUNTS))
-        for name, total in counts.items():
-            hook, _, outcome = name.decode().partition("|")
-            delivered.add_metric([hook, outcome], int(total))
+        counts = counts_of(await self.state_store.hgetall(keys.WEBHOOK_COUNTS))
+        for (hook, outcome), total in counts.items():
+            delivered.add_metric([hook, outcome], total)
         pending = GaugeMetricFamily("sco_webhook_pending", "Deliveries waiting to be sent.")
         pending.add_metric([], int(await self.state_store.zcard(keys.WEBHOOK_DUE)))
         dead = GaugeMetricFamily(

@@ -74,11 +74,14 @@ class LiveStamps:
         if position < self._last_position:
             self._offsets.clear()
         self._last_position = position
-        offsets = self._offsets
-        offsets.append((now, now - position))
+        # A sliding minimum: an offset no smaller than a newer one can never be the least.
+        offsets, offset = self._offsets, now - position
+        while offsets and offsets[-1][1] >= offset:
+            offsets.pop()
+        offsets.append((now, offset))
         while offsets[0][0] < now - self.window:
             offsets.popleft()
-        return min(now, min(offset for _, offset in offsets) + position)
+        return min(now, offsets[0][1] + position)
 
 
 @dataclass

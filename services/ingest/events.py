@@ -10,9 +10,10 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from celery import Celery
 from redis import asyncio as aioredis
@@ -148,33 +149,15 @@ class Ingest:
         """
         assert event.lane_id is None, "a lane event goes to accept_lane"
         camera_id = self._camera_of(event)
-        frames_before = self._frames_before(event, camera_id)
-        await self.disk.check()
-        recording_id = uuid.uuid4().hex
-        trusted = self._trusted_moment(event, utcnow())
-        window = PinRequest(self.pins[camera_id], recording_id, frames_before, event.frames_after)
-        (pin,) = await pin_together(
-            [window], moment_us=to_us(trusted) if trusted else None,
-            lifetime_ms=round(self.settings.pin_ttl * 1000),
+        (job,) = await self._pin(event, [camera_id])
+        recording, message = self._created(job)
+        owner = await self._create_or_release(
+            [job],
+            self.store.create(
+                recording, idempotency_key, self.settings.idempotency_ttl,
+                job_message=message, max_queued=self.settings.max_queued,
+            ),
         )  # fmt: skip
-        job = _job_of(event, window, pin, trusted)
-        recording = _recording_of(job, self._deadline_of(job))
-        message = record_message(self.celery, job.model_dump(mode="json"), job.recording_id)
-        try:
-            owner = await self.store.create(
-                recording,
-                idempotency_key,
-                self.settings.idempotency_ttl,
-                job_message=message,
-                max_queued=self.settings.max_queued,
-            )
-        except Exception as error:
-            await self._release([job])
-            if isinstance(error, QueueFullError):
-                raise EventRefusedError(
-                    503, "too many queued recordings; retry later", RETRY_AFTER_SECONDS
-                ) from error
-            raise
         if owner != recording.recording_id:
             await self._release([job])
             existing = await self.store.get(owner)
@@ -187,48 +170,20 @@ class Ingest:
         store for all of them, then one script on the state store that claims the key and
         creates every recording and job (or nothing)."""
         lane_id, cameras = self._lane_of(event)
-        windows_asked = {camera: self._frames_before(event, camera) for camera in cameras}
-        await self.disk.check()
-        trusted = self._trusted_moment(event, utcnow())
-        windows = [
-            PinRequest(self.pins[camera], uuid.uuid4().hex, frames_before, event.frames_after)
-            for camera, frames_before in windows_asked.items()
-        ]
-        pins = await pin_together(
-            windows, moment_us=to_us(trusted) if trusted else None,
-            lifetime_ms=round(self.settings.pin_ttl * 1000),
-        )  # fmt: skip
         event_id = uuid.uuid4().hex
-        jobs = [
-            _job_of(event, window, pin, trusted).model_copy(
-                update={"event_id": event_id, "lane_id": lane_id}
-            )
-            for window, pin in zip(windows, pins, strict=True)
-        ]
-        created = [
-            (
-                _recording_of(job, self._deadline_of(job)),
-                record_message(self.celery, job.model_dump(mode="json"), job.recording_id),
-            )
-            for job in jobs
-        ]
+        jobs = await self._pin(event, cameras, event_id=event_id, lane_id=lane_id)
         record = LaneEventRecord(
             event_id=event_id, lane_id=lane_id, transaction_id=event.transaction_id,
             received_at=jobs[0].received_at,
             recordings={job.camera_id: job.recording_id for job in jobs},
         )  # fmt: skip
-        try:
-            owner = await self.store.create_event(
-                record, created, idempotency_key, self.settings.idempotency_ttl,
-                max_queued=self.settings.max_queued,
-            )  # fmt: skip
-        except Exception as error:
-            await self._release(jobs)
-            if isinstance(error, QueueFullError):
-                raise EventRefusedError(
-                    503, "too many queued recordings; retry later", RETRY_AFTER_SECONDS
-                ) from error
-            raise
+        owner = await self._create_or_release(
+            jobs,
+            self.store.create_event(
+                record, [self._created(job) for job in jobs], idempotency_key,
+                self.settings.idempotency_ttl, max_queued=self.settings.max_queued,
+            ),
+        )  # fmt: skip
         if owner == event_id:
             return LaneAccepted(await self.lane_answer(record), duplicate=False)
         await self._release(jobs)
@@ -236,6 +191,48 @@ class Ingest:
         if existing is None:  # expired since: its recordings are gone too
             raise EventRefusedError(409, f"this event was recorded as {owner}, since deleted")
         return LaneAccepted(await self.lane_answer(existing), duplicate=True)
+
+    async def _pin(
+        self, event: EventIn, cameras: list[str], *, event_id: str | None = None,
+        lane_id: str | None = None,
+    ) -> list[RecordingJob]:  # fmt: skip
+        """Check the event against each camera and the disk, then pin every camera's window
+        at one moment, in one script on the frame store; a job per camera."""
+        asked = {camera: self._frames_before(event, camera) for camera in cameras}
+        await self.disk.check()
+        trusted = self._trusted_moment(event, utcnow())
+        windows = [
+            PinRequest(self.pins[camera], uuid.uuid4().hex, frames_before, event.frames_after)
+            for camera, frames_before in asked.items()
+        ]
+        pins = await pin_together(
+            windows, moment_us=to_us(trusted) if trusted else None,
+            lifetime_ms=round(self.settings.pin_ttl * 1000),
+        )  # fmt: skip
+        return [
+            _job_of(event, window, pin, trusted, event_id=event_id, lane_id=lane_id)
+            for window, pin in zip(windows, pins, strict=True)
+        ]
+
+    def _created(self, job: RecordingJob) -> tuple[Recording, str]:
+        """The recording a job starts, and the job's message for the queue."""
+        message = record_message(self.celery, job.model_dump(mode="json"), job.recording_id)
+        return _recording_of(job, self._deadline_of(job)), message
+
+    async def _create_or_release(
+        self, jobs: list[RecordingJob], creating: Coroutine[Any, Any, str]
+    ) -> str:
+        """Run the state store's create script; on any failure release the jobs' pins, and
+        answer a full queue with 503."""
+        try:
+            return await creating
+        except Exception as error:
+            await self._release(jobs)
+            if isinstance(error, QueueFullError):
+                raise EventRefusedError(
+                    503, "too many queued recordings; retry later", RETRY_AFTER_SECONDS
+                ) from error
+            raise
 
     async def lane_answer(self, record: LaneEventRecord) -> LaneEventAccepted:
         """A lane event with each recording's current status."""
@@ -330,7 +327,10 @@ class Ingest:
                 log.warning("could not release the pin of %s", job.recording_id, exc_info=True)
 
 
-def _job_of(event: EventIn, window: PinRequest, pin: Pin, trusted: datetime | None) -> RecordingJob:
+def _job_of(
+    event: EventIn, window: PinRequest, pin: Pin, trusted: datetime | None, *,
+    event_id: str | None, lane_id: str | None,
+) -> RecordingJob:  # fmt: skip
     """The job of one pinned window. The pin script stamped the moment of receipt itself:
     the stream holds about N frames, so a frame arriving between a receipt stamped here and
     the pin would trim the window's oldest frame. A trusted event_time is in the past, where
@@ -339,6 +339,8 @@ def _job_of(event: EventIn, window: PinRequest, pin: Pin, trusted: datetime | No
     return RecordingJob(
         recording_id=window.recording_id,
         camera_id=window.pins.camera_id,
+        event_id=event_id,
+        lane_id=lane_id,
         transaction_id=event.transaction_id,
         event_us=to_us(trusted) if trusted else pin.received_us,
         event_time_source="cashier" if trusted else "received",

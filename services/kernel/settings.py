@@ -590,13 +590,14 @@ def load_settings(**overrides: Any) -> Settings:
     """Read settings from flags, the environment and the store file; an error names the
     setting, or the file, key and line it came from."""
     given = {key: value for key, value in overrides.items() if value is not None}
-    path = config_path(given)
     try:
-        store = StoreFile.read(path, Settings) if path is not None else None
         return Settings(**given)
-    except StoreFileError as error:
+    except StoreFileError as error:  # raised by StoreFileSource, reading the file
         raise SettingsError(str(error)) from None
     except ValidationError as error:
+        # Read again only to say where a wrong value sits: the file was valid TOML just now.
+        path = config_path(given)
+        store = StoreFile.read(path, Settings) if path is not None else None
         raise SettingsError(describe_errors(error, _labeller(store, given))) from None
 
 

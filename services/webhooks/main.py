@@ -14,7 +14,8 @@ from services.kernel.logconfig import configure_logging
 from services.kernel.settings import Settings
 from services.stores.recordings import RecordingStore
 from services.stores.taskqueue import make_celery
-from services.webhooks.delivery import Notifier, WebhookStore
+from services.stores.webhooks import WebhookStore
+from services.webhooks.delivery import Notifier
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,8 @@ from services.kernel import keys
 from services.kernel.contracts import Recording, Status, utcnow
 from services.kernel.settings import Settings, Webhook
 from services.stores.recordings import RecordingStore
-from services.webhooks.delivery import SIGNATURE_HEADER, Notifier, WebhookStore, sign, verify
+from services.stores.webhooks import WebhookStore
+from services.webhooks.delivery import SIGNATURE_HEADER, Notifier, sign, verify
 from tests.support.storeredis import StoreRedis
 
 README = Path(__file__).parent.parent.parent / "README.md"
