@@ -55,7 +55,7 @@ from services.runtime.redisserver import RedisServer, free_port
 from services.stores.cameras import CameraRegistry
 from services.stores.framebuffer import FrameBuffer
 from services.stores.storage import Storage
-from services.worker.encoder import make_encoder
+from services.worker.encoder import make_encoder, single_threaded_opencv
 from tests.support.videos import BITS, CELL, draw_index, read_index
 
 FPS = 30.0
@@ -540,6 +540,7 @@ LIMIT_HEADER = (
 
 def main() -> None:
     """Print the capacity table per resolution, then the hardware limit beside it."""
+    single_threaded_opencv()  # the floors encode as a worker does
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )

@@ -28,7 +28,7 @@ from services.kernel.contracts import FINAL_STATUSES
 from services.kernel.settings import Settings
 from services.stores.framebuffer import FrameBuffer
 from services.stores.storage import Storage
-from services.worker.encoder import make_encoder
+from services.worker.encoder import make_encoder, single_threaded_opencv
 
 
 def floor_seconds(settings: Settings, root: Path, runs: int) -> list[float]:
@@ -97,6 +97,7 @@ def run_resolution(width: int, height: int, args: argparse.Namespace, work: Path
 
 def main() -> None:
     """Print a markdown table, one row per resolution."""
+    single_threaded_opencv()  # the floors encode as a worker does
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=8)
     parser.add_argument("--spacing", type=float, default=1.5)

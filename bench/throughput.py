@@ -4,7 +4,9 @@ For each source (720p, 1080p) and each worker count (1, 2 processes): the captur
 at 30 fps; after a warm-up, `--events` events arrive at once (a backlog) and the workers
 drain it. Reported, all from the same run:
 - recordings/s from the first job's start to the last one's end, against the floor: the
-  same read + encode + write + fsync of 30 frames by as many processes in a tight loop;
+  same read + encode + write + fsync of 30 frames by as many processes in a tight loop, at
+  the workers' niceness (a floor at nice 0 takes the capture's CPU, which the recorder must
+  not: `--floor-nice 0` shows it, with the late frames it causes);
 - late frames of the capture (more than one period late) while the backlog drains;
 - Redis used_memory in steady state against N x frame bytes, and its peak in the backlog.
 
@@ -33,13 +35,14 @@ from services.kernel.settings import Settings
 from services.stores.framebuffer import FrameBuffer
 from services.stores.recordings import RecordingStore
 from services.stores.storage import Storage
-from services.worker.encoder import make_encoder
+from services.worker.encoder import make_encoder, single_threaded_opencv
 
 
 def floor_worker(
-    settings: Settings, root: Path, seconds: float, done: multiprocessing.Queue[int]
+    settings: Settings, root: Path, seconds: float, nice: int, done: multiprocessing.Queue[int]
 ) -> None:
     """Record the newest 30 frames again and again for `seconds`; report how many."""
+    os.nice(nice)
     client = redis.Redis.from_url(str(settings.redis_url))
     buffer = FrameBuffer(client, "bench")
     encode = make_encoder(settings.png_encoder)
@@ -52,19 +55,28 @@ def floor_worker(
     done.put(count)
 
 
-def floor_rate(settings: Settings, processes: int, seconds: float, root: Path) -> float:
-    """Recordings/s of the floor with this many processes."""
+def floor_rate(
+    settings: Settings, processes: int, seconds: float, root: Path, nice: int
+) -> tuple[float, int, int]:
+    """Recordings/s of the floor with this many processes at this niceness, and the capture's
+    late frames and frames read meanwhile."""
     results: multiprocessing.Queue[int] = multiprocessing.Queue()
     workers = [
-        multiprocessing.Process(target=floor_worker, args=(settings, root, seconds, results))
+        multiprocessing.Process(target=floor_worker, args=(settings, root, seconds, nice, results))
         for _ in range(processes)
     ]
+    before = heartbeat(settings)
     for worker in workers:
         worker.start()
     total = sum(results.get(timeout=seconds + 60) for _ in workers)
     for worker in workers:
         worker.join()
-    return total / seconds
+    after = heartbeat(settings)
+    return (
+        total / seconds,
+        after.late_frames - before.late_frames,
+        after.frames_read - before.frames_read,
+    )
 
 
 async def accept_all(settings: Settings, events: int) -> list[str]:
@@ -120,13 +132,16 @@ def run(width: int, height: int, workers: int, args: argparse.Namespace, work: P
         client = redis.Redis.from_url(str(settings.redis_url))
         steady = int(client.info("memory")["used_memory"])
         client.close()
-        floor = floor_rate(settings, workers, args.floor_seconds, work / "floor")
+        floor, floor_late, floor_read = floor_rate(
+            settings, workers, args.floor_seconds, work / "floor", args.floor_nice
+        )
         time.sleep(1)
         rate, late, read, peak = drain(settings, args.events)
     frame_bytes = width * height * 3
     return (
         f"| {width}x{height} | {workers} | {rate:.2f} | {floor:.2f} | {rate / floor:.2f} | "
         f"{late} of {read} ({100 * late / max(1, read):.1f} %) | "
+        f"{floor_late} of {floor_read} ({100 * floor_late / max(1, floor_read):.1f} %) | "
         f"{steady / (FRAMES * frame_bytes):.2f} | {peak / 2**20:.0f} MB |"
     )
 
@@ -139,13 +154,20 @@ def main() -> None:
     parser.add_argument(
         "--worker-nice", type=int, default=Settings.model_fields["worker_nice"].default
     )
+    parser.add_argument(
+        "--floor-nice", type=int, default=None, help="the floor's niceness (default: the workers')"
+    )
     parser.add_argument("--sizes", nargs="+", default=["1280x720", "1920x1080"])
     args = parser.parse_args()
+    single_threaded_opencv()  # as a worker encodes; before any OpenCV call, and so the fork
+    if args.floor_nice is None:
+        args.floor_nice = args.worker_nice
     print(
         "| source | worker processes | recordings/s | floor recordings/s | ratio | "
-        "late frames while draining | steady memory / (N x frame) | peak memory in backlog |"
+        "late frames while draining | late frames while the floor ran | "
+        "steady memory / (N x frame) | peak memory in backlog |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="sco-bench-") as work:
         for size in args.sizes:
             width, height = (int(part) for part in size.split("x"))
