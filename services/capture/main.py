@@ -14,6 +14,7 @@ from services.capture.source import open_source
 from services.capture.spec import parse_source
 from services.kernel.logconfig import configure_logging
 from services.kernel.settings import Settings
+from services.runtime.heap import keep_heap
 from services.runtime.lifecycle import Lifecycle
 from services.stores.cameras import CameraRegistry
 from services.stores.framebuffer import FrameBuffer
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 def main(settings: Settings) -> None:
     """Capture `settings.source` into the stream of `settings.camera_id` until SIGTERM/SIGINT."""
     configure_logging(settings.log_level)
+    keep_heap()  # before the reader thread starts: its arena takes the same settings
     spec = parse_source(settings.source)
     with Lifecycle("capture") as life:
         client = redis.Redis.from_url(

@@ -15,13 +15,13 @@ from services.kernel import keys
 from services.kernel.logconfig import configure_logging
 from services.kernel.settings import Settings
 from services.kernel.signing import Signer
+from services.runtime.heap import keep_heap
 from services.stores.framebuffer import FrameBuffer
 from services.stores.recordings import RecordingStore
 from services.stores.retention import RetentionStore
 from services.stores.storage import Storage
 from services.stores.taskqueue import make_celery
-from services.worker.encoder import make_encoder
-from services.worker.heap import keep_heap
+from services.worker.encoder import make_encoder, single_threaded_opencv
 from services.worker.liveness import Takeover, install
 from services.worker.metrics import serving_registry
 from services.worker.prune import Pruner
@@ -30,12 +30,17 @@ from services.worker.tasks import register_maintenance, register_tasks
 
 log = logging.getLogger(__name__)
 
+# Frames arrive as multi-megabyte replies: read them a megabyte per system call, not 64 kB.
+FRAME_READ_SIZE = 1024 * 1024
+
 
 def build_app(settings: Settings) -> Celery:
     """A Celery app whose record task writes into the configured recordings root."""
     keep_heap()  # before the pool forks: its processes inherit the allocator's settings
     app = make_celery(settings)
-    frames = redis.Redis.from_url(settings.frame_store_url, health_check_interval=10)
+    frames = redis.Redis.from_url(
+        settings.frame_store_url, health_check_interval=10, socket_read_size=FRAME_READ_SIZE
+    )
     state_store = redis.Redis.from_url(settings.state_store_url, health_check_interval=10)
     store = RecordingStore(state_store)
     run_seconds = settings.task_time_limit + settings.takeover_seconds
@@ -85,6 +90,7 @@ def main(settings: Settings) -> None:
     configure_logging(settings.log_level)
     # Encoding is bulk work; a late frame is lost evidence. Pool processes inherit this.
     os.nice(settings.worker_nice)
+    single_threaded_opencv()
     if settings.metrics_port:
         start_http_server(settings.metrics_port, registry=serving_registry())
     removed = Storage(settings.output_dir).clean_staging(older_than=settings.task_time_limit * 2)
