@@ -173,6 +173,7 @@ class Sampler:
     memory: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     rss_peak: int = 0
     pss_peak: int = 0
+    rss_at_peak: dict[str, int] = field(default_factory=dict)
     stop: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> None:
@@ -182,13 +183,17 @@ class Sampler:
                 used = int(client.info("memory")["used_memory"])
                 self.memory[name] = max(self.memory[name], used)
             rss = pss = 0
+            by_service: dict[str, int] = defaultdict(int)
             for process in [self.up, *self.up.children(recursive=True)]:
                 try:
                     info = process.memory_full_info()
                 except psutil.Error:
                     continue
                 rss, pss = rss + info.rss, pss + info.pss
-            self.rss_peak, self.pss_peak = max(self.rss_peak, rss), max(self.pss_peak, pss)
+                by_service[stack_part(process)] += info.rss
+            if rss > self.rss_peak:
+                self.rss_peak, self.rss_at_peak = rss, dict(by_service)
+            self.pss_peak = max(self.pss_peak, pss)
 
 
 def service_of(process: psutil.Process) -> str:
@@ -207,20 +212,29 @@ def service_of(process: psutil.Process) -> str:
     return "up"
 
 
+def stack_part(process: psutil.Process) -> str:
+    """The service a process of the stack counts for: a worker's pool processes count with
+    their worker, the frames and broker Redis with "redis"."""
+    name = service_of(process)
+    if name == "up":
+        try:
+            parent = process.parent()
+        except psutil.Error:
+            return name
+        if parent is not None and parent.pid != os.getpid():
+            name = service_of(parent)
+    return name
+
+
 def cpu_seconds(up: psutil.Process) -> dict[str, float]:
-    """CPU seconds so far of every process of the stack, by service (workers' pools
-    counted with their worker)."""
+    """CPU seconds so far of every process of the stack, by service."""
     totals: dict[str, float] = defaultdict(float)
     for process in [up, *up.children(recursive=True)]:
         try:
             times = process.cpu_times()
         except psutil.Error:
             continue
-        parent = process.parent()
-        name = service_of(process)
-        if name == "up" and parent is not None and parent.pid != os.getpid():
-            name = service_of(parent)
-        totals[name] += times.user + times.system
+        totals[stack_part(process)] += times.user + times.system
     return totals
 
 
@@ -439,6 +453,7 @@ def measure(
         "broker_mb": sampler.memory["broker"] / 2**20,
         "rss_mb": sampler.rss_peak / 2**20,
         "pss_mb": sampler.pss_peak / 2**20,
+        "rss_at_peak_mb": {name: rss / 2**20 for name, rss in sampler.rss_at_peak.items()},
         "cpu": {
             name: 100 * (cpu_after[name] - cpu_before.get(name, 0.0)) / elapsed
             for name in cpu_after
@@ -561,7 +576,7 @@ def main() -> None:
         if args.size
         else [SIZES[int(height)] for height in args.resolutions.split(",")]
     )
-    summary = []
+    summary, peak_rss = [], []
     with tempfile.TemporaryDirectory(prefix="sco-capacity-") as scratch:
         work = Path(scratch)
         print(HEADER, flush=True)
@@ -572,6 +587,9 @@ def main() -> None:
             for cameras in range(args.min_cameras, args.max_cameras + 1):
                 row = run_count(video, cameras, args, work)
                 print(table_row(height, row), flush=True)
+                peak_rss.append(f"| {height}p | {cameras} | " + ", ".join(
+                    f"{name} {mb:.0f}" for name, mb in sorted(row["rss_at_peak_mb"].items())
+                ) + " |")  # fmt: skip
                 if not row["passed"]:
                     break
                 passing = cameras
@@ -584,6 +602,9 @@ def main() -> None:
     print()
     print(LIMIT_HEADER)
     print("\n".join(summary))
+    print()
+    print("| source | cameras | RSS MB by service at the stack's peak |\n|---|---|---|")
+    print("\n".join(peak_rss))
 
 
 if __name__ == "__main__":
