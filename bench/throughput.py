@@ -10,7 +10,10 @@ drain it. Reported, all from the same run:
 - late frames of the capture (more than one period late) while the backlog drains;
 - Redis used_memory in steady state against N x frame bytes, and its peak in the backlog.
 
-Run: .venv/bin/python -m bench.throughput [--events 16] [--floor-seconds 8]
+Run: .venv/bin/python -m bench.throughput [--events 32] [--floor-seconds 8]
+
+32 events: the floor is 8 s of steady state, and a drain of 16 at 720p on two workers took
+about 4 s, where the first job's ramp-up and the last one's tail weighed a fifth.
 """
 
 from __future__ import annotations
@@ -149,7 +152,7 @@ def run(width: int, height: int, workers: int, args: argparse.Namespace, work: P
 def main() -> None:
     """Print a markdown table."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--events", type=int, default=16)
+    parser.add_argument("--events", type=int, default=32)
     parser.add_argument("--floor-seconds", type=float, default=8.0)
     parser.add_argument(
         "--worker-nice", type=int, default=Settings.model_fields["worker_nice"].default
