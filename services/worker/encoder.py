@@ -19,10 +19,10 @@ class EncodeError(RuntimeError):
 def single_threaded_opencv() -> None:
     """OpenCV runs each call on the calling thread: its pool's threads spin between calls.
 
-    fpng converts every frame to RGB with cv2.cvtColor; on OpenCV's pool, whose threads
-    busy-wait (sched_yield) after each call, that cost a third more CPU per 1080p recording
-    than the work itself, taken from the other workers and the capture. A worker process
-    already keeps a core busy; one thread per call is all it can use. Call it before any
+    fpng converts every frame to RGB with cv2.cvtColor, which runs on OpenCV's pool; its
+    threads busy-wait after each call (40,000 sched_yield calls in 8 s per 1080p worker),
+    taking CPU from the other workers and the capture. A worker process already keeps a
+    core busy; one thread per call is all it can use. Call it before any
     OpenCV call and before forking: processes forked after inherit it, while a child that
     changes it once its parent used the pool hangs. The benchmarks' floors run the same way.
     """
