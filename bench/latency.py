@@ -23,7 +23,7 @@ import redis
 
 from bench.floor import FRAMES, record_newest
 from bench.sources import write_real_video
-from bench.stack import heartbeat, running, wait_for_api, wait_for_frames
+from bench.stack import Lateness, heartbeat, running, wait_for_api, wait_for_frames
 from services.kernel.contracts import FINAL_STATUSES
 from services.kernel.settings import Settings
 from services.stores.framebuffer import FrameBuffer
@@ -84,14 +84,12 @@ def run_resolution(width: int, height: int, args: argparse.Namespace, work: Path
             latencies = event_latencies(client, args.events, args.spacing)
             elapsed = time.monotonic() - started
             after = heartbeat(settings)
-    frames_read = after.frames_read - before.frames_read
-    late = after.late_frames - before.late_frames
+    late = Lateness.between(before, after)
     median, floor_median = statistics.median(latencies), statistics.median(floor)
     return (
         f"| {width}x{height} | {median * 1000:.0f} ({min(latencies) * 1000:.0f}-"
         f"{max(latencies) * 1000:.0f}) | {floor_median * 1000:.0f} | "
-        f"{median / floor_median:.2f} | {frames_read / elapsed:.1f} | "
-        f"{late} of {frames_read} ({100 * late / max(1, frames_read):.1f} %) |"
+        f"{median / floor_median:.2f} | {late.read / elapsed:.1f} | {late} |"
     )
 
 

@@ -6,6 +6,7 @@ import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -81,3 +82,19 @@ def heartbeat(settings: Settings) -> CameraStatus:
     client.close()
     assert status is not None
     return status
+
+
+@dataclass(frozen=True)
+class Lateness:
+    """The capture's late frames among those it read between two heartbeats."""
+
+    late: int
+    read: int
+
+    @classmethod
+    def between(cls, before: CameraStatus, after: CameraStatus) -> Lateness:
+        """What the capture counted from `before` to `after`."""
+        return cls(after.late_frames - before.late_frames, after.frames_read - before.frames_read)
+
+    def __str__(self) -> str:
+        return f"{self.late} of {self.read} ({100 * self.late / max(1, self.read):.1f} %)"

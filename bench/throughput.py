@@ -31,7 +31,7 @@ import redis
 
 from bench.floor import FRAMES, record_newest
 from bench.sources import write_real_video
-from bench.stack import heartbeat, running, wait_for_frames
+from bench.stack import Lateness, heartbeat, running, wait_for_frames
 from services.ingest.events import make_ingest, store_clients
 from services.kernel.contracts import EventIn
 from services.kernel.settings import Settings
@@ -60,9 +60,9 @@ def floor_worker(
 
 def floor_rate(
     settings: Settings, processes: int, seconds: float, root: Path, nice: int
-) -> tuple[float, int, int]:
+) -> tuple[float, Lateness]:
     """Recordings/s of the floor with this many processes at this niceness, and the capture's
-    late frames and frames read meanwhile."""
+    late frames meanwhile."""
     results: multiprocessing.Queue[int] = multiprocessing.Queue()
     workers = [
         multiprocessing.Process(target=floor_worker, args=(settings, root, seconds, nice, results))
@@ -74,12 +74,7 @@ def floor_rate(
     total = sum(results.get(timeout=seconds + 60) for _ in workers)
     for worker in workers:
         worker.join()
-    after = heartbeat(settings)
-    return (
-        total / seconds,
-        after.late_frames - before.late_frames,
-        after.frames_read - before.frames_read,
-    )
+    return total / seconds, Lateness.between(before, heartbeat(settings))
 
 
 async def accept_all(settings: Settings, events: int) -> list[str]:
@@ -91,8 +86,8 @@ async def accept_all(settings: Settings, events: int) -> list[str]:
         await ingest.close()
 
 
-def drain(settings: Settings, events: int) -> tuple[float, int, int, int]:
-    """Send a backlog, wait for it; recordings/s, late frames, frames read, peak memory."""
+def drain(settings: Settings, events: int) -> tuple[float, Lateness, int]:
+    """Send a backlog, wait for it; recordings/s, the capture's late frames, peak memory."""
     frames = redis.Redis.from_url(str(settings.redis_url))
     state = redis.Redis.from_url(str(settings.broker_url))
     store = RecordingStore(state)
@@ -118,8 +113,7 @@ def drain(settings: Settings, events: int) -> tuple[float, int, int, int]:
     first = min(recording.received_at for recording in recordings)
     last = max(recording.updated_at for recording in recordings)
     rate = events / (last - first).total_seconds()
-    late = after.late_frames - before.late_frames
-    return rate, late, after.frames_read - before.frames_read, peak
+    return rate, Lateness.between(before, after), peak
 
 
 def run(width: int, height: int, workers: int, args: argparse.Namespace, work: Path) -> str:
@@ -135,16 +129,15 @@ def run(width: int, height: int, workers: int, args: argparse.Namespace, work: P
         client = redis.Redis.from_url(str(settings.redis_url))
         steady = int(client.info("memory")["used_memory"])
         client.close()
-        floor, floor_late, floor_read = floor_rate(
+        floor, floor_late = floor_rate(
             settings, workers, args.floor_seconds, work / "floor", args.floor_nice
         )
         time.sleep(1)
-        rate, late, read, peak = drain(settings, args.events)
+        rate, late, peak = drain(settings, args.events)
     frame_bytes = width * height * 3
     return (
         f"| {width}x{height} | {workers} | {rate:.2f} | {floor:.2f} | {rate / floor:.2f} | "
-        f"{late} of {read} ({100 * late / max(1, read):.1f} %) | "
-        f"{floor_late} of {floor_read} ({100 * floor_late / max(1, floor_read):.1f} %) | "
+        f"{late} | {floor_late} | "
         f"{steady / (FRAMES * frame_bytes):.2f} | {peak / 2**20:.0f} MB |"
     )
 
@@ -162,7 +155,7 @@ def main() -> None:
     )
     parser.add_argument("--sizes", nargs="+", default=["1280x720", "1920x1080"])
     args = parser.parse_args()
-    single_threaded_opencv()  # as a worker encodes; before any OpenCV call, and so the fork
+    single_threaded_opencv()  # as a worker encodes; before any OpenCV call or fork
     if args.floor_nice is None:
         args.floor_nice = args.worker_nice
     print(
