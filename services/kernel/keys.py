@@ -41,6 +41,11 @@ def pins(camera_id: str) -> str:
     return f"{PREFIX}:pins:{camera_id}"
 
 
+def pin_owner(recording_id: str) -> str:
+    """The token of the attempt that may move a recording's pin (expires after the pin)."""
+    return f"{PREFIX}:pin-owner:{recording_id}"
+
+
 def camera_status(camera_id: str) -> str:
     """String holding the capture's heartbeat for one camera, as CameraStatus JSON."""
     return f"{PREFIX}:camera:{camera_id}:status"

@@ -17,7 +17,7 @@ from redis import asyncio as aioredis
 
 from services.kernel import keys
 from services.kernel.framecodec import Frame, Pixels, decode_entry, encode_entry
-from services.stores.scripts import PIN, TRIM
+from services.stores.scripts import ADVANCE, PIN, TRIM
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +166,7 @@ class FrameBuffer(BufferKeys):
         super().__init__(camera_id)
         self._redis = client
         self._trim_script = client.register_script(TRIM.source)
+        self._advance_script = client.register_script(ADVANCE.source)
         self._last_ms: int | None = None
         self._last_seq = -1
 
@@ -228,6 +229,19 @@ class FrameBuffer(BufferKeys):
     def release(self, member: str) -> None:
         """Remove a pin; the next append trims what only it was holding."""
         self._redis.zrem(self._pins, member)
+
+    def claim(self, recording_id: str, token: str, lifetime_ms: int) -> None:
+        """Make this attempt the only one that may move the recording's pin (`advance`)."""
+        self._redis.set(keys.pin_owner(recording_id), token, px=max(1, lifetime_ms))
+
+    def advance(self, member: str, recording_id: str, token: str, first_us: int) -> bool:
+        """Let the pin hold from `first_us` on, freeing the frames its job has written;
+        False if another attempt has claimed the pin since (this one was superseded)."""
+        script_keys, args = ADVANCE.bind(
+            pins=self._pins, owner=keys.pin_owner(recording_id), member=member, token=token,
+            first_us=first_us,
+        )  # fmt: skip
+        return bool(self._advance_script(keys=script_keys, args=args))
 
     def window(self, event_us: int, frames_before: int, frames_after: int) -> Window:
         """The IDs of the frames at or before the moment (and after it when asked), now."""

@@ -91,6 +91,7 @@ TRIM = LuaScript.load(
     keys=("stream", "index", "pins"),
     args=("keep", "cap", "now_ms", "budget", "max_pins"),
 )
+ADVANCE = LuaScript.load("advance", keys=("pins", "owner"), args=("member", "token", "first_us"))
 CREATE = LuaScript.load(
     "create",
     keys=("idempotency", "recording", "all", "of_camera", "queue", "open", "held", "transaction"),

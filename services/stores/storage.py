@@ -65,11 +65,31 @@ FILE_MODE, FOLDER_MODE = 0o640, 0o750  # images of customers: owner and group on
 
 
 class StagedRecording:
-    """A recording being written, invisible until committed."""
+    """A recording being written, invisible until committed; `adopted` when the folder is
+    one an earlier attempt at the same recording left (see `Storage.staging`)."""
 
-    def __init__(self, path: Path, gid: int = -1) -> None:
+    def __init__(self, path: Path, gid: int = -1, *, adopted: bool = False) -> None:
         self.path = path
         self.gid = gid
+        self.adopted = adopted
+
+    def append(self, name: str, data: bytes) -> None:
+        """Add to a file `write` made, by its path: once another attempt has adopted the
+        folder (renamed it), this fails like every other write of this attempt. Not fsynced:
+        it must outlive the process, which the page cache does; a machine that crashes takes
+        the frame store, and so the frames still to write, with it."""
+        with full_disk_as_error(self.path / name):
+            descriptor = os.open(self.path / name, os.O_WRONLY | os.O_APPEND)
+            try:
+                _write_all(descriptor, data)
+            finally:
+                os.close(descriptor)
+
+    def replace(self, name: str, data: bytes) -> None:
+        """Write a file whole in place of the one there, in one rename."""
+        temporary = f".{name}.{uuid.uuid4().hex[:8]}"
+        self.write(temporary, data)
+        os.replace(self.path / temporary, self.path / name)
 
     def write(self, name: str, data: bytes) -> None:
         """Write one file durably, readable by the owner and the recordings group only."""
@@ -79,9 +99,7 @@ class StagedRecording:
                 os.fchmod(descriptor, FILE_MODE)  # whatever the umask
                 if self.gid != -1:
                     os.fchown(descriptor, -1, self.gid)
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(descriptor, view) :]
+                _write_all(descriptor, data)
                 os.fsync(descriptor)
             finally:
                 os.close(descriptor)
@@ -132,25 +150,47 @@ class Storage:
             return None
 
     @contextmanager
-    def staging(self, recording_id: str) -> Iterator[StagedRecording]:
-        """A fresh staging folder; removed again unless it was committed.
+    def staging(
+        self,
+        recording_id: str,
+        token: str | None = None,
+        keep_on: tuple[type[BaseException], ...] = (),
+    ) -> Iterator[StagedRecording]:
+        """This attempt's staging folder, named by its token; removed again unless it was
+        committed, or the attempt wrote frames and ended with one of `keep_on` (it will be
+        tried again, and those frames may be gone from the frame store).
 
-        Leftovers of an earlier attempt at the same recording (a worker killed mid-write)
-        are removed first.
+        The folder an earlier attempt at the same recording left (its worker was killed, or
+        it is to be tried again) is adopted: renamed to this attempt's name, so that the
+        earlier attempt, if still alive, fails on its next write. Older leftovers go.
         """
         staging_root = self.root / STAGING
+        path = staging_root / f"{recording_id}.{token or uuid.uuid4().hex[:8]}"
+        adopted = False
         with full_disk_as_error(staging_root):
             self._private_folder(staging_root)
-            for leftover in staging_root.glob(f"{recording_id}.*"):
+            leftovers = sorted(staging_root.glob(f"{recording_id}.*"), key=_mtime, reverse=True)
+            for leftover in leftovers:
+                if not adopted:
+                    with suppress(FileNotFoundError):  # another attempt adopted it first
+                        os.rename(leftover, path)
+                        adopted = True
+                        log.info("adopting %s, left by an earlier attempt", leftover.name)
+                        continue
                 log.info("removing %s, left by an earlier attempt", leftover.name)
                 shutil.rmtree(leftover, ignore_errors=True)
-            path = staging_root / f"{recording_id}.{uuid.uuid4().hex[:8]}"
-            self._private_folder(path)
+            if not adopted:
+                self._private_folder(path)
         try:
-            yield StagedRecording(path, self.gid)
-        finally:
-            if path.exists():
+            yield StagedRecording(path, self.gid, adopted=adopted)
+        except keep_on:
+            if not any(path.glob("*.png")):  # else left for the attempt that tries again
                 shutil.rmtree(path, ignore_errors=True)
+            raise
+        except BaseException:
+            shutil.rmtree(path, ignore_errors=True)  # gone already if another attempt took it
+            raise
+        shutil.rmtree(path, ignore_errors=True)  # gone already if committed
 
     def commit(self, staged: StagedRecording, manifest: Manifest, final: Path) -> bool:
         """Write the manifest and move the recording into place; False if it already exists."""
@@ -189,11 +229,9 @@ class Storage:
         if manifest is None or manifest.hold == hold:
             return False
         updated = manifest.model_copy(update={"hold": hold})
-        temporary = path / f".{MANIFEST}.{uuid.uuid4().hex[:8]}"
-        StagedRecording(path, self.gid).write(
-            temporary.name, updated.model_dump_json(indent=2).encode()
+        StagedRecording(path, self.gid).replace(
+            MANIFEST, updated.model_dump_json(indent=2).encode()
         )
-        os.replace(temporary, path / MANIFEST)
         _fsync_dir(path)
         return True
 
@@ -253,6 +291,19 @@ def _gid_of(group: str) -> int:
         return grp.getgrnam(group).gr_gid
     except KeyError:
         raise StorageError(f"no group {group!r} on this machine (SCO_RECORDINGS_GROUP)") from None
+
+
+def _write_all(descriptor: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(descriptor, view) :]
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
 
 
 def _fsync_dir(path: Path) -> None:

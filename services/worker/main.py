@@ -93,7 +93,10 @@ def main(settings: Settings) -> None:
     single_threaded_opencv()
     if settings.metrics_port:
         start_http_server(settings.metrics_port, registry=serving_registry())
-    removed = Storage(settings.output_dir).clean_staging(older_than=settings.task_time_limit * 2)
+    # A folder younger than a pin may still be adopted by its job's next attempt.
+    removed = Storage(settings.output_dir).clean_staging(
+        older_than=max(settings.task_time_limit * 2, settings.pin_ttl)
+    )
     if removed:
         log.info("removed %d staging folders left by an earlier worker", removed)
     app = build_app(settings)

@@ -6,13 +6,16 @@ import hashlib
 import itertools
 import logging
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, cast
+
+import cv2
 
 from services.kernel.backoff import compute_backoff
 from services.kernel.contracts import (
@@ -23,7 +26,7 @@ from services.kernel.contracts import (
     from_us,
     utcnow,
 )
-from services.kernel.framecodec import Frame
+from services.kernel.framecodec import Frame, Pixels
 from services.kernel.outages import TRANSIENT
 from services.kernel.signing import Signer
 from services.stores.framebuffer import FrameBuffer, Window
@@ -36,6 +39,7 @@ from services.stores.storage import (
     folder_size,
     full_disk_as_error,
 )
+from services.worker import journal
 from services.worker.encoder import Encoder, thumbnail
 from services.worker.metrics import WorkerMetrics
 
@@ -44,6 +48,10 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 0.005
 WRITES_IN_FLIGHT = 3
 STATE_ATTEMPTS = 7  # waits 0.5 + 1 + 2 + 4 + 8 + 8 s between them: about 24 s of outage
+# Errors after which the job is tried again: its staging folder stays for that attempt, as
+# the frames it journaled may be gone from the frame store.
+TRIED_AGAIN = (StorageFullError, *TRANSIENT)
+OWNER_MARGIN_MS = 60_000  # the pin owner's token outlives the pin by this much
 T = TypeVar("T")
 
 
@@ -183,10 +191,28 @@ class Recorder:
     def _write(
         self, buffer: FrameBuffer, job: RecordingJob, final: Path, pin_held: bool
     ) -> Outcome:
-        window = buffer.window(job.event_us, job.frames_before, job.frames_after)
-        with self.storage.staging(job.recording_id) as staged:
+        # This attempt claims the pin before it adopts an earlier attempt's folder: from
+        # then on only it moves the pin, so nothing the adopted journal lacks is released.
+        token = uuid.uuid4().hex[:8]
+        lifetime_ms = job.pin_deadline_ms - round(self.clock() * 1000) + OWNER_MARGIN_MS
+        buffer.claim(job.recording_id, token, lifetime_ms)
+        with self.storage.staging(job.recording_id, token, keep_on=TRIED_AGAIN) as staged:
             try:
-                frames = self._save_frames(buffer, window, staged)
+                progress = journal.resume(staged) if staged.adopted else None
+                if progress is None:
+                    window = buffer.window(job.event_us, job.frames_before, job.frames_after)
+                    journal.begin(staged, window)
+                    progress = journal.Progress(window, [])
+                window = progress.window
+
+                def release(captured_us: int) -> None:
+                    """Free the frames before this one, written; stop if superseded."""
+                    if not buffer.advance(job.pin_member, job.recording_id, token, captured_us):
+                        raise SupersededError(
+                            f"recording {job.recording_id}: another attempt claimed its pin"
+                        )
+
+                frames = self._save_frames(buffer, window, staged, progress.written, release)
                 status, reason = judge(job, window, frames, self.clock(), pin_held)
                 manifest = _manifest(job, frames, status, reason, self.encoder_name)
                 if self.signer is not None:
@@ -195,6 +221,8 @@ class Recorder:
                     signature = signer.sign(manifest.model_dump_json())
                     manifest = manifest.model_copy(update={"signature": signature})
                 committed = self.storage.commit(staged, manifest, final)
+                if committed:
+                    journal.discard(final)
             except OSError as error:
                 if isinstance(error, StorageFullError) or staged.path.exists():
                     raise
@@ -215,34 +243,53 @@ class Recorder:
         return Outcome(status, reason, len(frames), final)
 
     def _save_frames(
-        self, buffer: FrameBuffer, window: Window, staged: StagedRecording
+        self,
+        buffer: FrameBuffer,
+        window: Window,
+        staged: StagedRecording,
+        written: list[FrameRecord],
+        release: Callable[[int], None],
     ) -> list[FrameRecord]:
-        """Encode and write the window's frames in capture order, page by page.
+        """Encode and write the window's frames not `written` yet, in capture order, page by
+        page, each journaled and then released from the frame store.
 
         Encoding holds the GIL; hashing, writing and fsync release it. So a writer thread
         hashes and writes frame k while this thread encodes frame k+1, with at most
         WRITES_IN_FLIGHT encoded frames waiting.
         """
-        wanted = set(window.ids)
-        records: list[FrameRecord] = []
-        if not wanted:
+        records = list(written)
+        remaining = window.ids[len(written) :]
+        if not remaining:
+            self._write_thumbnail(staged, records, None)
             return records
-        in_flight: deque[tuple[FrameRecord, Future[str]]] = deque()
+        wanted = set(remaining)
+        in_flight: deque[Future[FrameRecord]] = deque()
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="png-writer") as writer:
             newest = None
-            for frame in buffer.read(window.ids[0], window.ids[-1], self.page_bytes):
+            for frame in buffer.read(remaining[0], remaining[-1], self.page_bytes):
                 if frame.stream_id not in wanted:
                     continue
-                record = _record_of(frame, f"frame_{len(records) + len(in_flight) + 1:04d}.png")
+                record = _record_of(frame, journal.frame_name(len(records) + len(in_flight) + 1))
                 png = self.encode(frame.pixels)
-                in_flight.append((record, writer.submit(_write_hashed, staged, record.file, png)))
-                while len(in_flight) > WRITES_IN_FLIGHT or (in_flight and in_flight[0][1].done()):
-                    records.append(_finish(*in_flight.popleft()))
+                in_flight.append(
+                    writer.submit(_write_frame, staged, record, png, frame.captured_us, release)
+                )
+                while len(in_flight) > WRITES_IN_FLIGHT or (in_flight and in_flight[0].done()):
+                    records.append(in_flight.popleft().result())
                 newest = frame
-            records.extend(_finish(*pair) for pair in in_flight)
+            records.extend(future.result() for future in in_flight)
+        self._write_thumbnail(staged, records, newest)
+        return records
+
+    def _write_thumbnail(
+        self, staged: StagedRecording, records: list[FrameRecord], newest: Frame | None
+    ) -> None:
+        """The newest frame, small; read back from its PNG if an earlier attempt wrote it."""
         if newest is not None:
             staged.write(THUMBNAIL, thumbnail(newest.pixels))
-        return records
+        elif records:
+            pixels = cv2.imread(str(staged.path / records[-1].file), cv2.IMREAD_UNCHANGED)
+            staged.write(THUMBNAIL, thumbnail(cast(Pixels, pixels)))
 
 
 def _record_of(frame: Frame, name: str) -> FrameRecord:
@@ -259,16 +306,20 @@ def _record_of(frame: Frame, name: str) -> FrameRecord:
     )
 
 
-def _write_hashed(staged: StagedRecording, name: str, png: bytes) -> str:
-    """Write one PNG durably; its SHA-256."""
-    digest = hashlib.sha256(png).hexdigest()
-    staged.write(name, png)
-    return digest
-
-
-def _finish(record: FrameRecord, written: Future[str]) -> FrameRecord:
-    """The entry once its file is written; re-raises the writer's error (a full disk)."""
-    return record.model_copy(update={"sha256": written.result()})
+def _write_frame(
+    staged: StagedRecording,
+    record: FrameRecord,
+    png: bytes,
+    captured_us: int,
+    release: Callable[[int], None],
+) -> FrameRecord:
+    """Write one PNG durably and journal it with its SHA-256; then release the frames
+    before it (the frame itself stays pinned: the job's last frame until the job ends)."""
+    record = record.model_copy(update={"sha256": hashlib.sha256(png).hexdigest()})
+    staged.write(record.file, png)
+    journal.note(staged, record)
+    release(captured_us)
+    return record
 
 
 def _has_passed(newest: int | None, buffer: FrameBuffer, job: RecordingJob) -> bool:

@@ -116,6 +116,30 @@ def test_a_pin_holds_its_window_past_n_until_released(buffer: FrameBuffer, pin_a
     assert indexes(buffer) == [41, 42, 43, 44, 45]
 
 
+def test_an_advanced_pin_frees_the_frames_before_its_new_first(
+    buffer: FrameBuffer, pin_at: PinAt
+) -> None:
+    """The owner moves its pin past the frames written; the trim frees them, the rest stay."""
+    capture(buffer, 0, 9, keep=5)
+    pin = pin_at(START_US + 9 * PERIOD_US, 5)
+    buffer.claim("rec", "mine", lifetime_ms=60_000)
+    assert buffer.advance(pin.member, "rec", "mine", START_US + 8 * PERIOD_US)
+    assert buffer.advance(pin.member, "rec", "mine", START_US + 6 * PERIOD_US)  # never back
+    capture(buffer, 10, 40, keep=5)
+    assert indexes(buffer) == [8, 9, 36, 37, 38, 39, 40]
+
+
+def test_only_the_attempt_that_claimed_the_pin_moves_it(buffer: FrameBuffer, pin_at: PinAt) -> None:
+    """A superseded attempt's advance is refused (False) and frees nothing."""
+    capture(buffer, 0, 9, keep=5)
+    pin = pin_at(START_US + 9 * PERIOD_US, 5)
+    buffer.claim("rec", "first", lifetime_ms=60_000)
+    buffer.claim("rec", "second", lifetime_ms=60_000)
+    assert not buffer.advance(pin.member, "rec", "first", START_US + 9 * PERIOD_US)
+    capture(buffer, 10, 40, keep=5)
+    assert indexes(buffer) == [5, 6, 7, 8, 9, 36, 37, 38, 39, 40]
+
+
 def test_frames_between_two_pinned_windows_are_freed(buffer: FrameBuffer, pin_at: PinAt) -> None:
     """A backlog keeps each pending window and the N newest frames, not everything since."""
     capture(buffer, 0, 9, keep=5)
