@@ -587,7 +587,8 @@ def main() -> None:
             for cameras in range(args.min_cameras, args.max_cameras + 1):
                 row = run_count(video, cameras, args, work)
                 print(table_row(height, row), flush=True)
-                peak_rss.append(f"| {height}p | {cameras} | " + ", ".join(
+                held = row["frames_mb"] * 2**20 / (cameras * args.frames * width * height * 3)
+                peak_rss.append(f"| {height}p | {cameras} | {held:.2f} | " + ", ".join(
                     f"{name} {mb:.0f}" for name, mb in sorted(row["rss_at_peak_mb"].items())
                 ) + " |")  # fmt: skip
                 if not row["passed"]:
@@ -603,7 +604,10 @@ def main() -> None:
     print(LIMIT_HEADER)
     print("\n".join(summary))
     print()
-    print("| source | cameras | RSS MB by service at the stack's peak |\n|---|---|---|")
+    print(
+        "| source | cameras | frame store peak / (cameras x N x frame bytes) "
+        "| RSS MB by service at the stack's peak |\n|---|---|---|---|"
+    )
     print("\n".join(peak_rss))
 
 
