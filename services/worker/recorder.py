@@ -48,16 +48,20 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 0.005
 WRITES_IN_FLIGHT = 3
 STATE_ATTEMPTS = 7  # waits 0.5 + 1 + 2 + 4 + 8 + 8 s between them: about 24 s of outage
-# Errors after which the job is tried again: its staging folder stays for that attempt, as
-# the frames it journaled may be gone from the frame store.
-TRIED_AGAIN = (StorageFullError, *TRANSIENT)
 OWNER_MARGIN_MS = 60_000  # the pin owner's token outlives the pin by this much
 T = TypeVar("T")
 
 
 class SupersededError(Exception):
-    """A later attempt at the same job (its worker taken for dead) removed this attempt's
-    staging folder; that attempt writes the recording, this one must not mark it failed."""
+    """A later attempt at the same job (its worker taken for dead) claimed its pin or adopted
+    this attempt's staging folder; that attempt writes the recording, this one must not mark
+    it failed."""
+
+
+# Errors after which another attempt goes on with the job (tried again, or taken over): the
+# staging folder stays for it to adopt, as the frames journaled there may be gone from the
+# frame store. A superseded attempt must not remove it, even before the new one renamed it.
+ADOPTED_LATER = (StorageFullError, SupersededError, *TRANSIENT)
 
 
 @dataclass(frozen=True)
@@ -196,7 +200,7 @@ class Recorder:
         token = uuid.uuid4().hex[:8]
         lifetime_ms = job.pin_deadline_ms - round(self.clock() * 1000) + OWNER_MARGIN_MS
         buffer.claim(job.recording_id, token, lifetime_ms)
-        with self.storage.staging(job.recording_id, token, keep_on=TRIED_AGAIN) as staged:
+        with self.storage.staging(job.recording_id, token, keep_on=ADOPTED_LATER) as staged:
             try:
                 progress = journal.resume(staged) if staged.adopted else None
                 if progress is None:

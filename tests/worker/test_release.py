@@ -4,6 +4,7 @@ attempt that takes a job over keeps what the earlier one wrote (real Redis and f
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from services.stores.framebuffer import FrameBuffer
 from services.worker.encoder import make_encoder
 from services.worker.journal import JOURNAL
 from services.worker.recorder import Recorder, SupersededError
+from tests.support.waiting import wait_until
 from tests.worker.test_recorder import (
     PERIOD_US,
     START_US,
@@ -41,15 +43,27 @@ def frame_us(k: int) -> int:
     return (START_US + k * PERIOD_US) // 1000 * 1000
 
 
+def pinned_from(lane: Lane, job: RecordingJob) -> float | None:
+    """Where the job's pin starts now (capture time, µs)."""
+    with redis.Redis.from_url(lane.servers.frames.url) as frames:
+        score: float | None = frames.zscore(keys.pins(job.camera_id), job.pin_member)
+    return score
+
+
 def manifest_of(path: Path) -> dict[str, object]:
     """A committed recording's metadata.json."""
     loaded: dict[str, object] = json.loads((path / "metadata.json").read_text())
     return loaded
 
 
-def interrupted_after_three_frames(lane: Lane) -> tuple[Recorder, RecordingJob]:
-    """A 5-frame job (frames 5..9) whose first attempt fails, to be tried again, after
-    writing 3; the recorder, encoding normally again, and the job."""
+def interrupted_after_three_frames(
+    lane: Lane,
+    interrupt: Callable[[RecordingJob], None] = lambda job: fail_for_a_moment(),
+    error: type[Exception] = redis.ConnectionError,
+) -> tuple[Recorder, RecordingJob]:
+    """A 5-frame job (frames 5..9) whose first attempt is interrupted when it encodes its
+    fourth frame (by default: a transient error, so it is tried again), ending in `error`;
+    the recorder, encoding normally again, and the job."""
     buffer, store, root, _ = lane
     capture(buffer, 0, 9)
     job = accept(lane, START_US + 9 * PERIOD_US, before=5)
@@ -58,18 +72,23 @@ def interrupted_after_three_frames(lane: Lane) -> tuple[Recorder, RecordingJob]:
     encode = recorder.encode
     calls = 0
 
-    def failing_at_the_fourth(pixels: np.ndarray) -> bytes:
+    def interrupted_at_the_fourth(pixels: np.ndarray) -> bytes:
         nonlocal calls
         calls += 1
         if calls == 4:
-            raise redis.ConnectionError("frame store gone for a moment")
+            interrupt(job)
         return encode(pixels)
 
-    recorder.encode = failing_at_the_fourth
-    with pytest.raises(redis.ConnectionError):
+    recorder.encode = interrupted_at_the_fourth
+    with pytest.raises(error):
         recorder.record(job)
     recorder.encode = encode
     return recorder, job
+
+
+def fail_for_a_moment() -> None:
+    """A transient error: the job is tried again."""
+    raise redis.ConnectionError("frame store gone for a moment")
 
 
 def test_each_frame_is_freed_once_written(lane: Lane) -> None:
@@ -147,6 +166,26 @@ def test_a_superseded_attempt_stops_and_the_one_that_took_over_records(lane: Lan
     assert outcome.status is Status.COMPLETE, outcome.reason
     assert saved_indexes(outcome.path) == [5, 6, 7, 8, 9]
     assert list((root / ".staging").iterdir()) == []
+
+
+def test_an_attempt_superseded_before_its_folder_is_adopted_leaves_it(lane: Lane) -> None:
+    """The new attempt claims the pin, then renames the folder: an old attempt refused in
+    between must leave its folder, whose frames are freed, for the new one to adopt."""
+    buffer, _, root, _ = lane
+
+    def claimed_by_a_newer_attempt(job: RecordingJob) -> None:
+        """Once frames 1-3 are written, and so 5 and 6 freed."""
+        wait_until(lambda: pinned_from(lane, job) == START_US + 7 * PERIOD_US, 5, "frees")
+        buffer.claim(job.recording_id, "newer", lifetime_ms=60_000)
+
+    old, job = interrupted_after_three_frames(lane, claimed_by_a_newer_attempt, SupersededError)
+    (left,) = (root / ".staging").iterdir()
+    assert len(list(left.glob("*.png"))) >= 3
+    capture(buffer, 11, 30, keep=3)
+    assert {frame_us(5), frame_us(6)}.isdisjoint(indexed(buffer))
+    outcome = old.record(job)  # as the attempt that took over
+    assert outcome.status is Status.COMPLETE, outcome.reason
+    assert saved_indexes(outcome.path) == [5, 6, 7, 8, 9]
 
 
 def test_a_corrupt_frame_is_written_again_not_kept(lane: Lane) -> None:
