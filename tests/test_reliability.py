@@ -4,6 +4,7 @@ bursts and shutdowns. Each test is a row of docs/reliability.md."""
 from __future__ import annotations
 
 import functools
+import re
 import shutil
 import signal
 import subprocess
@@ -32,6 +33,9 @@ from tests.support.processes import Service, start_worker
 from tests.support.servers import Servers, base_settings
 from tests.support.videos import write_video
 from tests.support.waiting import FINAL, wait_buffered, wait_final, wait_until
+
+# What a worker logs when it adopts frames an earlier attempt at the job wrote.
+ADOPTED = re.compile(r"kept [1-9]\d* of \d+ frames an earlier attempt wrote")
 
 pytestmark = [pytest.mark.e2e, pytest.mark.reliability]
 
@@ -122,6 +126,7 @@ def test_a_worker_killed_while_writing_pngs_is_redelivered_and_completes(
     worker.stop()
     assert recording["status"] == "complete", recording
     assert "Worker exited prematurely: signal 9" in worker.log()
+    assert ADOPTED.search(worker.log()), "the frames written before the kill were not kept"
     folders = list((settings.output_dir / settings.camera_id).glob("*/*"))
     assert len(folders) == 1
     assert len(list(folders[0].glob("frame_*.png"))) == 40
@@ -436,6 +441,9 @@ def test_a_whole_worker_killed_mid_write_is_taken_over_with_exact_frames(
     assert_right_frames(load_manifest(recording), observer)
     survivor = next(worker for worker in workers if worker is not victim)
     assert recording_id in survivor.log()
+    # The frames written before the death were freed from the frame store (and trimmed in
+    # the seconds the takeover took): the survivor kept them from the dead one's journal.
+    assert ADOPTED.search(survivor.log()), survivor.log()[-2000:]
     folders = list((settings.output_dir / settings.camera_id).glob("*/*"))
     assert [folder.name for folder in folders] == [recording_id]
 
@@ -567,3 +575,4 @@ def test_a_job_that_kills_its_pool_process_every_time_fails_after_k_deliveries(
     assert "died on each of its 3 runs" in str(recording["reason"]), recording
     assert recording["deliveries"] == settings.max_deliveries + 1
     assert "Worker exited prematurely: signal 9" in worker.log()
+    assert ADOPTED.search(worker.log()), "the frames written before the kill were not kept"
