@@ -85,6 +85,12 @@ class StagedRecording:
             finally:
                 os.close(descriptor)
 
+    def keep_only(self, names: set[str]) -> None:
+        """Remove every file of the folder not named."""
+        for entry in self.path.iterdir():
+            if entry.name not in names:
+                entry.unlink(missing_ok=True)
+
     def replace(self, name: str, data: bytes) -> None:
         """Write a file whole in place of the one there, in one rename."""
         temporary = f".{name}.{uuid.uuid4().hex[:8]}"
@@ -183,17 +189,21 @@ class Storage:
                 self._private_folder(path)
         try:
             yield StagedRecording(path, self.gid, adopted=adopted)
-        except keep_on:
-            if not any(path.glob("*.png")):  # else left for the attempt that tries again
-                shutil.rmtree(path, ignore_errors=True)
-            raise
-        except BaseException:
-            shutil.rmtree(path, ignore_errors=True)  # gone already if another attempt took it
+        except BaseException as error:
+            if not (isinstance(error, keep_on) and any(path.glob("*.png"))):
+                shutil.rmtree(path, ignore_errors=True)  # gone already if another took it
             raise
         shutil.rmtree(path, ignore_errors=True)  # gone already if committed
 
-    def commit(self, staged: StagedRecording, manifest: Manifest, final: Path) -> bool:
-        """Write the manifest and move the recording into place; False if it already exists."""
+    def commit(
+        self,
+        staged: StagedRecording,
+        manifest: Manifest,
+        final: Path,
+        scratch: tuple[str, ...] = (),
+    ) -> bool:
+        """Write the manifest and move the recording into place, then remove the `scratch`
+        files only writing it needed; False if it already exists."""
         staged.write(MANIFEST, manifest.model_dump_json(indent=2).encode())
         _fsync_dir(staged.path)
         with full_disk_as_error(final.parent):
@@ -207,6 +217,8 @@ class Storage:
                 return False
             raise
         _fsync_dir(final.parent)
+        for name in scratch:  # after the rename: until then they are what a retry adopts
+            (final / name).unlink(missing_ok=True)
         return True
 
     def clean_staging(self, older_than: float) -> int:

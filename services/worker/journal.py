@@ -52,7 +52,7 @@ def resume(staged: StagedRecording) -> Progress | None:
         header = json.loads(lines[0])
         window = Window(before=list(header["before"]), after=list(header["after"]))
     except (FileNotFoundError, IndexError, ValueError, KeyError, TypeError):
-        _remove_all_but(staged.path, keep=set())
+        staged.keep_only(set())
         return None
     written: list[FrameRecord] = []
     for line, stream_id in zip(lines[1:], window.ids, strict=False):
@@ -60,18 +60,10 @@ def resume(staged: StagedRecording) -> Progress | None:
         if record is None:
             break
         written.append(record)
-    _remove_all_but(staged.path, keep={JOURNAL, *(record.file for record in written)})
-    staged.replace(
-        JOURNAL,
-        b"".join([_header(window), *(r.model_dump_json().encode() + b"\n" for r in written)]),
-    )
+    staged.keep_only({JOURNAL, *(record.file for record in written)})
+    staged.replace(JOURNAL, _header(window) + b"".join(_line(record) for record in written))
     log.info("kept %d of %d frames an earlier attempt wrote", len(written), len(lines) - 1)
     return Progress(window, written)
-
-
-def discard(folder: Path) -> None:
-    """Remove the journal from a committed recording: its manifest says it all now."""
-    (folder / JOURNAL).unlink(missing_ok=True)
 
 
 def frame_name(number: int) -> str:
@@ -97,9 +89,3 @@ def _checked(folder: Path, line: bytes, stream_id: str, number: int) -> FrameRec
     except (ValidationError, OSError):
         return None
     return record if digest == record.sha256 else None
-
-
-def _remove_all_but(folder: Path, keep: set[str]) -> None:
-    for entry in folder.iterdir():
-        if entry.name not in keep:
-            entry.unlink(missing_ok=True)

@@ -224,9 +224,7 @@ class Recorder:
                         signer = self.signer()
                     signature = signer.sign(manifest.model_dump_json())
                     manifest = manifest.model_copy(update={"signature": signature})
-                committed = self.storage.commit(staged, manifest, final)
-                if committed:
-                    journal.discard(final)
+                committed = self.storage.commit(staged, manifest, final, scratch=(journal.JOURNAL,))
             except OSError as error:
                 if isinstance(error, StorageFullError) or staged.path.exists():
                     raise
