@@ -11,6 +11,10 @@ RECORD_QUEUE = "sco-recordings"
 # a hash delivery tag -> [message, exchange, routing key], and a sorted set of delivery times.
 UNACKED = "unacked"
 UNACKED_INDEX = "unacked_index"
+# The job message of every recording not final yet, as its event queued it: a hash recording
+# ID -> message. kombu can lose a message between BRPOP and its unacked write; the takeover
+# queues a recording's message again when no copy is left (services/worker/liveness.py).
+JOB_MESSAGES = f"{PREFIX}:job-messages"
 
 
 # Worker liveness: each worker node lists the delivery tags it holds, under a key that

@@ -94,7 +94,8 @@ class RecordingKeys:
             of_camera=keys.recordings_of(recording.camera_id), queue=keys.RECORD_QUEUE,
             open=keys.RECORDINGS_OPEN, held=keys.held_of(recording.camera_id),
             transaction=keys.transaction(transaction) if transaction else "",
-            claim="1" if idem else "0", recording_id=recording.recording_id, ttl=ttl,
+            jobs=keys.JOB_MESSAGES, claim="1" if idem else "0",
+            recording_id=recording.recording_id, ttl=ttl,
             score=score, max_queued=max_queued, job_message=job_message,
             deadline_ms=_ms(recording.deadline or recording.received_at),
             on_hold="1" if recording.hold else "0",
@@ -127,9 +128,9 @@ class RecordingKeys:
         return CREATE_EVENT.bind(
             idempotency=idem or keys.event(event.event_id), event=keys.event(event.event_id),
             queue=keys.RECORD_QUEUE, open=keys.RECORDINGS_OPEN, all=keys.RECORDINGS_ALL,
-            per_recording=per_recording, claim="1" if idem else "0", event_id=event.event_id,
-            ttl=ttl, score=score_of(first.received_at), max_queued=max_queued,
-            deadline_ms=_ms(first.deadline or first.received_at),
+            jobs=keys.JOB_MESSAGES, per_recording=per_recording, claim="1" if idem else "0",
+            event_id=event.event_id, ttl=ttl, score=score_of(first.received_at),
+            max_queued=max_queued, deadline_ms=_ms(first.deadline or first.received_at),
             on_hold="1" if first.hold else "0", count=len(recordings),
             event_field_count=2 * len(event_fields), event_fields_then_recordings=tail,
         )  # fmt: skip
@@ -148,6 +149,7 @@ class RecordingKeys:
             "camera_retention": keys.retention_of(camera_id),
             "usage": keys.USAGE_BYTES,
             "outbox": keys.WEBHOOK_OUTBOX,
+            "jobs": keys.JOB_MESSAGES,
         }
 
     @staticmethod

@@ -20,15 +20,17 @@ ScriptArg = bytes | str | int | float
 OUTBOX_CAP = 100_000  # final recordings waiting to be told to the webhooks, at most
 _FINAL = ", ".join(f"{status.value}=true" for status in sorted(FINAL_STATUSES))
 # What every script that makes a recording final does next: its bytes count towards its
-# camera's usage; unless it is on hold, the retention rules may now consider it; and the
-# webhooks' outbox gets it (capped: with no webhook configured, nothing drains it). Its keys,
-# FINAL_KEYS, sit in KEYS from `first` on.
+# camera's usage; its job message is no longer kept for the lost-job check; unless it is on
+# hold, the retention rules may now consider it; and the webhooks' outbox gets it (capped:
+# with no webhook configured, nothing drains it). Its keys, FINAL_KEYS, sit in KEYS from
+# `first` on.
 _ON_FINAL = f"""
 local function on_final(recording_key, recording_id, camera_id, first)
   local retention_key, camera_retention_key = KEYS[first], KEYS[first + 1]
-  local usage_key, outbox_key = KEYS[first + 2], KEYS[first + 3]
+  local usage_key, outbox_key, jobs_key = KEYS[first + 2], KEYS[first + 3], KEYS[first + 4]
   local bytes = tonumber(redis.call('HGET', recording_key, 'bytes') or '0')
   redis.call('HINCRBY', usage_key, camera_id, bytes)
+  redis.call('HDEL', jobs_key, recording_id)
   redis.call('RPUSH', outbox_key, recording_id)
   redis.call('LTRIM', outbox_key, -{OUTBOX_CAP}, -1)
   if redis.call('HEXISTS', recording_key, 'hold') == 1 then return end
@@ -94,18 +96,19 @@ TRIM = LuaScript.load(
 ADVANCE = LuaScript.load("advance", keys=("pins", "owner"), args=("member", "token", "first_us"))
 CREATE = LuaScript.load(
     "create",
-    keys=("idempotency", "recording", "all", "of_camera", "queue", "open", "held", "transaction"),
+    keys=("idempotency", "recording", "all", "of_camera", "queue", "open", "held", "transaction",
+          "jobs"),
     args=("claim", "recording_id", "ttl", "score", "max_queued", "job_message", "deadline_ms",
           "on_hold", "*fields"),
 )  # fmt: skip
 CREATE_EVENT = LuaScript.load(
     "create_event",
-    keys=("idempotency", "event", "queue", "open", "all", "*per_recording"),
+    keys=("idempotency", "event", "queue", "open", "all", "jobs", "*per_recording"),
     args=("claim", "event_id", "ttl", "score", "max_queued", "deadline_ms", "on_hold", "count",
           "event_field_count", "*event_fields_then_recordings"),
 )  # fmt: skip
 # The keys `on_final` writes, after those a finalising script names itself.
-FINAL_KEYS = ("retention", "camera_retention", "usage", "outbox")
+FINAL_KEYS = ("retention", "camera_retention", "usage", "outbox", "jobs")
 UPDATE = LuaScript.load(
     "update",
     keys=("recording", "open", *FINAL_KEYS),
@@ -127,6 +130,9 @@ SETTLE = LuaScript.load(
     keys=("recording", "open", *FINAL_KEYS),
     args=("recording_id", "now_ms", "now_iso", "running_reason", "queued_reason", "camera_id"),
 )
+LOST = LuaScript.load(
+    "lost", keys=("queue", "unacked", "jobs"), args=("recording_prefix", "*restore")
+)  # restore: recording ID, message, ...
 RETIRE = LuaScript.load(
     "retire",
     keys=("recording", "gone", "all", "of_camera", "retention", "camera_retention",

@@ -110,3 +110,22 @@ def record_message(app: Celery, job: dict[str, Any], task_id: str) -> str:
         "properties": properties,
     }
     return json.dumps(envelope)
+
+
+def redelivered(message: dict[str, Any]) -> dict[str, Any]:
+    """A message marked as kombu marks one it delivers again."""
+    message.setdefault("headers", {})["redelivered"] = True
+    message.setdefault("properties", {}).setdefault("delivery_info", {})["redelivered"] = True
+    return message
+
+
+def queued_again(raw: bytes | str, runs: int) -> str:
+    """A record job's message as its event queued it, to queue again once it was lost: marked
+    redelivered, and counting the `runs` its job has had as retries. The lost message's own
+    count of retries is gone with it, and runs not counted as retries would read as workers
+    that died on the job (SCO_MAX_DELIVERIES)."""
+    envelope = redelivered(json.loads(raw))
+    args, kwargs, embed = json.loads(base64.b64decode(envelope["body"]))
+    kwargs["transient_retries"] = max(runs, kwargs.get("transient_retries", 0))
+    envelope["body"] = base64.b64encode(json.dumps([args, kwargs, embed]).encode()).decode()
+    return str(json.dumps(envelope))

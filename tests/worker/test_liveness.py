@@ -3,8 +3,12 @@ tests/stores/test_real_redis.py)."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import json
 import uuid
+from datetime import timedelta
+from typing import Any, cast
 
 import pytest
 import redis
@@ -12,10 +16,10 @@ from celery import Celery
 from kombu.utils import json as kombu_json
 
 from services.kernel import keys
-from services.kernel.contracts import Status
-from services.stores.recordings import RecordingStore
+from services.kernel.contracts import Recording, Status, utcnow
+from services.stores.recordings import AsyncRecordingStore, RecordingStore
 from services.stores.taskqueue import record_message
-from services.worker.liveness import Takeover
+from services.worker.liveness import LOST_REASON, Takeover
 from tests.support.storeredis import StoreRedis
 
 NOW = 1_800_000_000.0
@@ -27,9 +31,39 @@ def client(store_redis: StoreRedis) -> redis.Redis:
     return store_redis.client
 
 
-def takeover(client: redis.Redis) -> Takeover:
-    """A takeover whose clock stands still at NOW."""
-    return Takeover(client, RecordingStore(client), lost_after=5, run_seconds=60, clock=lambda: NOW)
+def takeover(client: redis.Redis, clock: list[float] | None = None) -> Takeover:
+    """A takeover whose clock stands still at NOW, or reads `clock[0]`."""
+    now = clock or [NOW]
+    return Takeover(
+        client, RecordingStore(client), lost_after=5, run_seconds=60, clock=lambda: now[0]
+    )
+
+
+def queue_job(store_redis: StoreRedis) -> str:
+    """A recording and its job, queued as the API queues them; its ID."""
+    now = utcnow()
+    recording = Recording(
+        recording_id=uuid.uuid4().hex, camera_id="lane-1", status=Status.QUEUED,
+        frames_requested=10, event_time=now, received_at=now, updated_at=now,
+        deadline=now + timedelta(minutes=5),
+    )  # fmt: skip
+    job = {"recording_id": recording.recording_id}
+    message = record_message(Celery(set_as_current=False), job, recording.recording_id)
+
+    async def create() -> None:
+        client = store_redis.new_async()
+        try:
+            await AsyncRecordingStore(client).create(recording, None, 60, job_message=message)
+        finally:
+            await client.aclose()
+
+    asyncio.run(create())
+    return recording.recording_id
+
+
+def body(message: bytes) -> list[Any]:
+    """A queued message's [args, kwargs, embed]."""
+    return json.loads(base64.b64decode(json.loads(message)["body"]))  # type: ignore[no-any-return]
 
 
 def deliver(client: redis.Redis, delivered_at: float) -> tuple[str, str]:
@@ -88,3 +122,67 @@ def test_only_one_worker_takes_over_at_a_time(client: redis.Redis) -> None:
     assert takeover(client).run_once("worker-a") == []
     assert client.hexists(keys.UNACKED, tag)
     assert client.get(keys.TAKEOVER_LOCK) == b"worker-b"
+
+
+def test_a_job_whose_message_was_lost_is_queued_again(store_redis: StoreRedis) -> None:
+    """A message gone from the queue and never in unacked (the BRPOP gap): once seen missing
+    lost_after apart, the kept copy goes back first in line, marked redelivered, with the
+    recording saying why; its earlier runs count as retries, not as dead workers."""
+    client = store_redis.client
+    recording_id = queue_job(store_redis)
+    client.hset(keys.recording(recording_id), "deliveries", 2)
+    client.delete(keys.RECORD_QUEUE)  # what a dropped connection after BRPOP leaves
+    clock = [NOW]
+    passes = takeover(client, clock)
+    assert passes.run_once("worker-a") == []  # first seen missing: could be on its way
+    clock[0] += 2.5
+    assert passes.run_once("worker-a") == []
+    clock[0] += 2.5
+    assert passes.run_once("worker-a") == [recording_id]
+    message = cast("bytes | None", client.rpop(keys.RECORD_QUEUE))
+    assert message is not None
+    envelope = json.loads(message)
+    assert envelope["headers"]["id"] == recording_id
+    assert envelope["properties"]["delivery_info"]["redelivered"] is True
+    assert body(message)[1]["transient_retries"] == 2
+    recording = client.hgetall(keys.recording(recording_id))
+    assert recording[b"status"] == b"queued"
+    assert recording[b"reason"] == LOST_REASON.encode()
+
+
+def test_a_job_whose_message_is_queued_or_delivered_is_not_queued_again(
+    store_redis: StoreRedis,
+) -> None:
+    """However long a job waits in the queue, or runs unacknowledged, it is not lost."""
+    client = store_redis.client
+    waiting = queue_job(store_redis)
+    running = queue_job(store_redis)
+    kept = cast("bytes", client.hget(keys.JOB_MESSAGES, running)).decode()
+    assert client.lrem(keys.RECORD_QUEUE, 1, kept) == 1  # delivered: in unacked instead
+    tag = "delivery-of-running"
+    client.hset(keys.UNACKED, tag, kombu_json.dumps([json.loads(kept), "", keys.RECORD_QUEUE]))
+    client.zadd(keys.UNACKED_INDEX, {tag: NOW})
+    clock = [NOW]
+    passes = takeover(client, clock)
+    for _ in range(4):
+        passes.record("worker-b", [tag])
+        assert passes.run_once("worker-a") == []
+        clock[0] += 5
+    assert client.llen(keys.RECORD_QUEUE) == 1
+    assert client.hget(keys.recording(waiting), "status") == b"queued"
+
+
+def test_a_final_recording_keeps_no_job_message(store_redis: StoreRedis) -> None:
+    """The kept copy goes when the recording is final: a final job is never queued again."""
+    client = store_redis.client
+    recording_id = queue_job(store_redis)
+    assert client.hexists(keys.JOB_MESSAGES, recording_id)
+    RecordingStore(client).update(recording_id, Status.COMPLETE, camera_id="lane-1")
+    assert not client.hexists(keys.JOB_MESSAGES, recording_id)
+    client.delete(keys.RECORD_QUEUE)
+    clock = [NOW]
+    passes = takeover(client, clock)
+    for _ in range(3):
+        assert passes.run_once("worker-a") == []
+        clock[0] += 5
+    assert client.llen(keys.RECORD_QUEUE) == 0

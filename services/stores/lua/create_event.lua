@@ -2,10 +2,10 @@
 -- hash, then creates each camera's recording and queues its job as create.lua does for one,
 -- all in one step: a retried lane event finds the event it made, never half of one. Returns
 -- the event ID that owns the event, or false when the queue cannot take every job (then
--- nothing is written). KEYS after the first five come four per recording; ARGV after the
+-- nothing is written). KEYS after the first six come four per recording; ARGV after the
 -- event's fields, per recording: its ID, its job message, its field count, its fields.
 local idempotency_key, event_key, queue_key, open_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local all_key = KEYS[5]
+local all_key, jobs_key = KEYS[5], KEYS[6]
 local claim, event_id, ttl, score = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local max_queued, deadline_ms, on_hold = tonumber(ARGV[5]), ARGV[6], ARGV[7]
 local count, event_fields = tonumber(ARGV[8]), tonumber(ARGV[9])
@@ -19,7 +19,7 @@ local at = 10
 redis.call('HSET', event_key, unpack(ARGV, at, at + event_fields - 1))
 at = at + event_fields
 for recording = 1, count do
-  local k = 5 + 4 * (recording - 1)
+  local k = 6 + 4 * (recording - 1)
   local recording_key, camera_key, held_key = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
   local transaction_key = KEYS[k + 4]
   local recording_id, job_message, fields = ARGV[at], ARGV[at + 1], tonumber(ARGV[at + 2])
@@ -30,6 +30,7 @@ for recording = 1, count do
   redis.call('ZADD', camera_key, score, recording_id)
   if transaction_key ~= '' then redis.call('ZADD', transaction_key, score, recording_id) end
   redis.call('ZADD', open_key, deadline_ms, recording_id)
+  redis.call('HSET', jobs_key, recording_id, job_message)
   redis.call('LPUSH', queue_key, job_message)
 end
 return event_id
