@@ -463,6 +463,7 @@ def measure(
         },
         "problems": problems,
         "recordings": len(recordings),
+        **frames_written(recordings),
     }
     row["passed"] = (
         late < 0.01 * max(1, read)
@@ -474,6 +475,19 @@ def measure(
     frames.close()
     broker.close()
     return row
+
+
+def frames_written(recordings: list[dict[str, Any]]) -> dict[str, int]:
+    """The frames the recordings hold, and how many were encoded: a frame that overlapping
+    windows share is one file (one inode) in each of their folders."""
+    written, encoded = 0, set()
+    for recording in recordings:
+        if recording.get("path"):
+            for png in Path(str(recording["path"])).glob("frame_*.png"):
+                stat = png.stat()
+                written += 1
+                encoded.add((stat.st_dev, stat.st_ino))
+    return {"frames_written": written, "frames_encoded": len(encoded)}
 
 
 def _ready(base: str, names: list[str], frames: int) -> bool:
@@ -593,7 +607,8 @@ def main() -> None:
                 row = run_count(video, cameras, args, work)
                 print(table_row(height, row), flush=True)
                 held = row["frames_mb"] * 2**20 / (cameras * args.frames * width * height * 3)
-                peak_rss.append(f"| {height}p | {cameras} | {held:.2f} | " + ", ".join(
+                shared = f"{row['frames_written']} / {row['frames_encoded']}"
+                peak_rss.append(f"| {height}p | {cameras} | {held:.2f} | {shared} | " + ", ".join(
                     f"{name} {mb:.0f}" for name, mb in sorted(row["rss_at_peak_mb"].items())
                 ) + " |")  # fmt: skip
                 if not row["passed"]:
@@ -611,7 +626,8 @@ def main() -> None:
     print()
     print(
         "| source | cameras | frame store peak / (cameras x N x frame bytes) "
-        "| RSS MB by service at the stack's peak |\n|---|---|---|---|"
+        "| frames written / encoded | RSS MB by service at the stack's peak |\n"
+        "|---|---|---|---|---|"
     )
     print("\n".join(peak_rss))
 

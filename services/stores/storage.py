@@ -16,7 +16,7 @@ import re
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import date
 from pathlib import Path
@@ -25,7 +25,13 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from services.kernel.contracts import RECORDING_ID_PATTERN, Hold, Manifest, Recording
+from services.kernel.contracts import (
+    RECORDING_ID_PATTERN,
+    FrameRecord,
+    Hold,
+    Manifest,
+    Recording,
+)
 from services.kernel.settings import CAMERA_ID_PATTERN
 from services.kernel.signing import SignatureError, check_signature
 
@@ -35,6 +41,9 @@ MANIFEST = "metadata.json"
 THUMBNAIL = "thumbnail.jpg"  # the newest frame, small, for lists
 STAGING = ".staging"
 TRASH = ".trash"  # folders being deleted: renamed here first, so none is seen half-deleted
+SHARED = ".frames"  # each camera's frames written lately, for windows that overlap
+_STREAM_ID = re.compile(r"^\d+-\d+$")
+_TAG = re.compile(r"^[a-z0-9-]+$")
 _CAMERA = re.compile(CAMERA_ID_PATTERN)
 _RECORDING = re.compile(RECORDING_ID_PATTERN)
 
@@ -109,6 +118,70 @@ class StagedRecording:
                 os.fsync(descriptor)
             finally:
                 os.close(descriptor)
+
+
+class SharedFrames:
+    """Frames written lately, so that a window overlapping another's encodes each frame once.
+
+    A job that has written a frame's PNG (fsynced) offers it: a hard link under
+    `.frames/<camera>/`, named by the frame's stream ID, capture time and encoding, and its
+    SHA-256 beside it. A later job whose window holds the same frame links that PNG into its
+    own folder instead of encoding it again, and keeps it only if it still hashes to what
+    its writer wrote. A hard link costs no disk while the recording it came from exists;
+    `Storage.prune_shared` drops links once no job can still need them. Best effort both
+    ways: an offer or a take that fails is a miss, and the job encodes the frame itself.
+    """
+
+    def __init__(self, root: Path, tag: str, make_folder: Callable[[Path], None]) -> None:
+        if not _TAG.match(tag):
+            raise StorageError(f"unsafe encoding tag {tag!r}")
+        self.root = root
+        self.tag = tag
+        self._make_folder = make_folder
+
+    def _path(self, camera_id: str, stream_id: str, captured_us: int) -> Path:
+        """The shared PNG's path; its SHA-256 is beside it, with the suffix `.sha256`."""
+        if not _CAMERA.match(camera_id) or not _STREAM_ID.match(stream_id):
+            raise StorageError(f"unsafe frame key {camera_id!r} {stream_id!r}")
+        return self.root / camera_id / f"{stream_id}.{captured_us}.{self.tag}.png"
+
+    def offer(
+        self, camera_id: str, staged: StagedRecording, record: FrameRecord, captured_us: int
+    ) -> None:
+        """Share a frame this job has written (durably), as its manifest entry describes it."""
+        path = self._path(camera_id, record.stream_id, captured_us)
+        try:
+            if not path.parent.is_dir():
+                self._make_folder(path.parent)
+            os.link(staged.path / record.file, path)
+            digest = path.with_suffix(".sha256")
+            temporary = digest.with_name(f".{digest.name}.{uuid.uuid4().hex[:8]}")
+            temporary.write_text(record.sha256)
+            os.replace(temporary, digest)
+        except FileExistsError:
+            pass  # another job offered it first
+        except OSError as error:  # a full disk, a folder taken over: nothing is shared
+            log.debug("could not share frame %s: %s", record.stream_id, error)
+
+    def take(
+        self, camera_id: str, stream_id: str, captured_us: int, staged: StagedRecording, name: str
+    ) -> str | None:
+        """Link the frame into this job's folder as `name`, if another job offered it and it
+        still hashes as written; its SHA-256, or None (then nothing was linked)."""
+        path = self._path(camera_id, stream_id, captured_us)
+        try:
+            expected = path.with_suffix(".sha256").read_text()
+            os.link(path, staged.path / name)
+        except FileNotFoundError:
+            if not staged.path.exists():
+                raise  # another attempt took the folder: this one must stop
+            return None
+        digest = hashlib.sha256((staged.path / name).read_bytes()).hexdigest()
+        if digest != expected:
+            log.warning("shared frame %s no longer hashes as written; encoding it again", path)
+            (staged.path / name).unlink()
+            return None
+        return digest
 
 
 class Storage:
@@ -220,6 +293,25 @@ class Storage:
         for name in scratch:  # after the rename: until then they are what a retry adopts
             (final / name).unlink(missing_ok=True)
         return True
+
+    def shared_frames(self, tag: str) -> SharedFrames:
+        """Frames written lately under this root, by jobs encoding as `tag` says."""
+        return SharedFrames(self.root / SHARED, tag, self._private_folder)
+
+    def prune_shared(self, older_than: float) -> int:
+        """Drop shared frames written more than `older_than` seconds ago; how many."""
+        shared = self.root / SHARED
+        if not shared.is_dir():
+            return 0
+        cutoff = time.time() - older_than
+        removed = 0
+        for camera in shared.iterdir():
+            for entry in os.scandir(camera):
+                with suppress(FileNotFoundError):
+                    if entry.stat().st_mtime < cutoff:
+                        os.unlink(entry.path)
+                        removed += 1
+        return removed
 
     def clean_staging(self, older_than: float) -> int:
         """Remove staging folders left by a worker that died; returns how many."""

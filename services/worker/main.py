@@ -44,13 +44,15 @@ def build_app(settings: Settings) -> Celery:
     state_store = redis.Redis.from_url(settings.state_store_url, health_check_interval=10)
     store = RecordingStore(state_store)
     run_seconds = settings.task_time_limit + settings.takeover_seconds
+    storage = Storage(settings.output_dir.resolve(), settings.recordings_group)
     recorder = Recorder(
         buffer_of=cache(lambda camera_id: FrameBuffer(frames, camera_id)),
         store=store,
-        storage=Storage(settings.output_dir.resolve(), settings.recordings_group),
+        storage=storage,
         encode=make_encoder(settings.png_encoder, settings.png_compression),
         encoder_name=settings.png_encoder,
         signer=signer_of(settings),
+        shared=storage.shared_frames(f"{settings.png_encoder}-{settings.png_compression}"),
         settle_timeout=settings.settle_timeout,
         page_bytes=settings.read_page_bytes,
         max_deliveries=settings.max_deliveries,
@@ -94,11 +96,11 @@ def main(settings: Settings) -> None:
     if settings.metrics_port:
         start_http_server(settings.metrics_port, registry=serving_registry())
     # A folder younger than a pin may still be adopted by its job's next attempt.
-    removed = Storage(settings.output_dir).clean_staging(
-        older_than=max(settings.task_time_limit * 2, settings.pin_ttl)
-    )
+    storage = Storage(settings.output_dir)
+    removed = storage.clean_staging(older_than=max(settings.task_time_limit * 2, settings.pin_ttl))
     if removed:
         log.info("removed %d staging folders left by an earlier worker", removed)
+    storage.prune_shared(older_than=settings.pin_ttl)  # the prune pass does it from now on
     app = build_app(settings)
     app.worker_main(
         [

@@ -17,7 +17,8 @@ LATENCY_BUCKETS = (0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0
 
 @dataclass
 class WorkerMetrics:
-    """Recordings by final status, job duration, and event-to-recording latency."""
+    """Recordings by final status, job duration, frames written, and event-to-recording
+    latency."""
 
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
@@ -29,6 +30,12 @@ class WorkerMetrics:
             "sco_job_seconds",
             "From the job's start to its final status.",
             buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.frames = Counter(
+            "sco_frames_written",
+            "Frames written: encoded by the job, or shared from a job whose window overlapped.",
+            ["how"],
             registry=self.registry,
         )
         self.event_to_final_seconds = Histogram(

@@ -99,6 +99,8 @@ class Pruner:
             if not mine:
                 return PruneReport(dry_run=False, skipped="another prune pass is running")
             self._finish_trash()
+            # A shared frame outlives every job that may still want it when it outlives a pin.
+            self.storage.prune_shared(older_than=self.settings.pin_ttl)
             return _Pass(self, dry_run=False).run()
 
     def _finish_trash(self) -> None:

@@ -33,6 +33,7 @@ from services.stores.framebuffer import FrameBuffer, Window
 from services.stores.recordings import RecordingStore
 from services.stores.storage import (
     THUMBNAIL,
+    SharedFrames,
     StagedRecording,
     Storage,
     StorageFullError,
@@ -86,6 +87,7 @@ class Recorder:
     settle_timeout: float
     page_bytes: int
     signer: Callable[[], Signer] | None = None  # the box's key, loaded (or made) when needed
+    shared: SharedFrames | None = None  # frames other jobs wrote, for windows that overlap
     max_deliveries: int = 3
     run_seconds: float = 306.0
     clock: Callable[[], float] = field(default=time.time)
@@ -253,7 +255,8 @@ class Recorder:
         release: Callable[[int], None],
     ) -> list[FrameRecord]:
         """Encode and write the window's frames not `written` yet, in capture order, page by
-        page, each journaled and then released from the frame store.
+        page, each journaled and then released from the frame store. A frame another job
+        already wrote (its window overlaps this one) is linked from it instead of encoded.
 
         Encoding holds the GIL; hashing, writing and fsync release it. So a writer thread
         hashes and writes frame k while this thread encodes frame k+1, with at most
@@ -265,6 +268,13 @@ class Recorder:
             self._write_thumbnail(staged, records, None)
             return records
         wanted = set(remaining)
+        camera_id = buffer.camera_id
+        shared = self.shared
+
+        def offer(record: FrameRecord, captured_us: int) -> None:
+            if shared is not None:
+                shared.offer(camera_id, staged, record, captured_us)
+
         in_flight: deque[Future[FrameRecord]] = deque()
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="png-writer") as writer:
             newest = None
@@ -272,10 +282,23 @@ class Recorder:
                 if frame.stream_id not in wanted:
                     continue
                 record = _record_of(frame, journal.frame_name(len(records) + len(in_flight) + 1))
-                png = self.encode(frame.pixels)
-                in_flight.append(
-                    writer.submit(_write_frame, staged, record, png, frame.captured_us, release)
+                captured_us = frame.captured_us
+                digest = (
+                    shared.take(camera_id, frame.stream_id, captured_us, staged, record.file)
+                    if shared
+                    else None
                 )
+                if digest:
+                    record = record.model_copy(update={"sha256": digest})
+                    work = writer.submit(_note_frame, staged, record, captured_us, release)
+                    self.metrics.frames.labels("shared").inc()
+                else:
+                    png = self.encode(frame.pixels)
+                    work = writer.submit(
+                        _write_frame, staged, record, png, captured_us, release, offer=offer
+                    )
+                    self.metrics.frames.labels("encoded").inc()
+                in_flight.append(work)
                 while len(in_flight) > WRITES_IN_FLIGHT or (in_flight and in_flight[0].done()):
                     records.append(in_flight.popleft().result())
                 newest = frame
@@ -314,11 +337,28 @@ def _write_frame(
     png: bytes,
     captured_us: int,
     release: Callable[[int], None],
+    *,
+    offer: Callable[[FrameRecord, int], None],
 ) -> FrameRecord:
-    """Write one PNG durably and journal it with its SHA-256; then release the frames
-    before it (the frame itself stays pinned: the job's last frame until the job ends)."""
+    """Write one PNG durably, share it, and journal it with its SHA-256; then release the
+    frames before it (the frame itself stays pinned: the job's last frame until the job
+    ends)."""
     record = record.model_copy(update={"sha256": hashlib.sha256(png).hexdigest()})
     staged.write(record.file, png)
+    offer(record, captured_us)
+    journal.note(staged, record)
+    release(captured_us)
+    return record
+
+
+def _note_frame(
+    staged: StagedRecording,
+    record: FrameRecord,
+    captured_us: int,
+    release: Callable[[int], None],
+) -> FrameRecord:
+    """Journal a PNG linked from another job (hashed as it was linked); then release the
+    frames before it, as `_write_frame` does."""
     journal.note(staged, record)
     release(captured_us)
     return record

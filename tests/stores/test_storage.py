@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 from datetime import date, datetime, timezone
 from pathlib import Path
 
 import pytest
 
-from services.kernel.contracts import Manifest, Status
+from services.kernel.contracts import FrameRecord, Manifest, Status
 from services.stores.storage import Storage, StorageError
 
 DAY = date(2026, 11, 26)
@@ -105,3 +106,58 @@ def test_recordings_are_private_to_their_owner_and_group(tmp_path: Path) -> None
         assert folder.stat().st_mode & 0o777 == 0o750, folder
     with pytest.raises(StorageError, match="SCO_RECORDINGS_GROUP"):
         Storage(tmp_path, "no-such-group-here")
+
+
+def shared_frame(storage: Storage, name: str = "frame_0001.png") -> tuple[FrameRecord, Path]:
+    """A frame written by one job and offered to others; its entry and staging folder."""
+    png = b"\x89PNG a frame"
+    record = FrameRecord(
+        file=name, source_index=7, sequence=7, captured_at=datetime.now(timezone.utc),
+        stream_id="1800000000280-0", sha256=hashlib.sha256(png).hexdigest(), width=2, height=2,
+    )  # fmt: skip
+    with storage.staging(RECORDING) as staged:
+        staged.write(name, png)
+        storage.shared_frames("fpng-1").offer("lane-1", staged, record, 280_000)
+    return record, staged.path
+
+
+def test_a_shared_frame_is_taken_only_while_it_hashes_as_written(tmp_path: Path) -> None:
+    """Another job links the PNG (no copy) and gets its SHA-256; a PNG changed since, or
+    one of another encoding or capture time, is not taken, and nothing is left linked."""
+    storage = Storage(tmp_path)
+    record, _ = shared_frame(storage)
+    shared = storage.shared_frames("fpng-1")
+    with storage.staging("b" * 32) as staged:
+        assert shared.take("lane-1", record.stream_id, 280_000, staged, "f.png") == record.sha256
+        assert (staged.path / "f.png").stat().st_nlink == 2
+        other = storage.shared_frames("cv2-1")
+        assert other.take("lane-1", record.stream_id, 280_000, staged, "g.png") is None
+        assert shared.take("lane-1", record.stream_id, 281_000, staged, "g.png") is None
+        (staged.path / "f.png").write_bytes(b"changed")  # the one inode both names share
+        assert shared.take("lane-1", record.stream_id, 280_000, staged, "g.png") is None
+        assert sorted(path.name for path in staged.path.iterdir()) == ["f.png"]
+
+
+def test_taking_into_a_folder_another_attempt_took_fails(tmp_path: Path) -> None:
+    """A superseded attempt must stop, not encode on into a folder that is gone."""
+    storage = Storage(tmp_path)
+    record, _ = shared_frame(storage)
+    with storage.staging("b" * 32) as staged:
+        os.rename(staged.path, tmp_path / "adopted")
+        with pytest.raises(FileNotFoundError):
+            storage.shared_frames("fpng-1").take(
+                "lane-1", record.stream_id, 280_000, staged, "f.png"
+            )
+
+
+def test_shared_frames_go_once_no_job_can_want_them(tmp_path: Path) -> None:
+    """Older than the given age: unlinked (the recordings' own files stay); newer: kept."""
+    storage = Storage(tmp_path)
+    shared_frame(storage)
+    folder = tmp_path / ".frames" / "lane-1"
+    assert len(list(folder.iterdir())) == 2  # the PNG and its SHA-256
+    assert storage.prune_shared(older_than=60) == 0
+    for entry in folder.iterdir():
+        os.utime(entry, (0, 0))
+    assert storage.prune_shared(older_than=60) == 2
+    assert list(folder.iterdir()) == []

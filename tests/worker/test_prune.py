@@ -4,6 +4,7 @@ tests/test_retention.py."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -280,3 +281,15 @@ def test_tombstones_expire(box: Box) -> None:
     recording_id = box.record(40 * DAY)
     box.pruner(tombstone_days=1).run()
     assert 0 < box.client.ttl(keys.gone(recording_id)) <= 86400
+
+
+def test_a_pass_drops_shared_frames_no_pin_could_still_want(box: Box) -> None:
+    """Links under .frames older than a pin go; younger ones stay for overlapping windows."""
+    folder = box.storage.root / ".frames" / "lane-1"
+    folder.mkdir(parents=True)
+    old, young = folder / "1-0.1000.fpng-1.png", folder / "2-0.2000.fpng-1.png"
+    for path in (old, young):
+        path.write_bytes(b"png")
+    os.utime(old, (0, 0))
+    box.pruner().run()
+    assert [path.name for path in folder.iterdir()] == [young.name]

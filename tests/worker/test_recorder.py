@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from collections.abc import Iterator
@@ -99,12 +100,14 @@ def recorder_for(
     buffer: FrameBuffer, store: RecordingStore, root: Path, clock: FakeClock, encoder: str = "fpng"
 ) -> Recorder:
     """A recorder wired like the worker's, with the fake clock."""
+    storage = Storage(root)
     return Recorder(
         buffer_of=cache(lambda camera: buffer),
         store=store,
-        storage=Storage(root),
+        storage=storage,
         encode=make_encoder(encoder),
         encoder_name=encoder,
+        shared=storage.shared_frames(f"{encoder}-1"),
         settle_timeout=1.0,
         page_bytes=3 * 320 * 240 * 2,
         clock=clock,
@@ -177,7 +180,7 @@ def test_a_redelivered_job_is_a_no_op(lane: Lane) -> None:
     second = recorder.record(job)
     assert second == first
     assert (first.path / "metadata.json").read_bytes() == before
-    assert len(list(root.glob("*/*/*"))) == 1
+    assert len(list(root.glob(f"{buffer.camera_id}/*/*"))) == 1
 
 
 def test_a_source_that_just_started_gives_a_partial_recording(
@@ -260,7 +263,7 @@ def test_a_failed_encode_leaves_nothing_behind(
     recorder.encode = flaky
     with pytest.raises(RuntimeError, match="disk on fire"):
         recorder.record(job)
-    assert list(root.glob("*/*/*")) == []
+    assert list(root.glob(f"{buffer.camera_id}/*/*")) == []
     assert list((root / ".staging").iterdir()) == []
 
 
@@ -282,3 +285,63 @@ def test_a_hold_placed_while_the_job_runs_shows_in_metadata_json(lane: Lane) -> 
     # Its size was taken as written, before the hold grew metadata.json by a line.
     assert stored.bytes is not None
     assert stored.bytes > sum(png.stat().st_size for png in outcome.path.glob("*.png"))
+
+
+def counting(recorder: Recorder) -> list[int]:
+    """Counts the frames the recorder encodes from now on (the list's length)."""
+    encode, encoded = recorder.encode, []
+
+    def counted(pixels: Pixels) -> bytes:
+        encoded.append(1)
+        return encode(pixels)
+
+    recorder.encode = counted
+    return encoded
+
+
+def test_a_window_overlapping_an_earlier_one_encodes_only_its_new_frames(lane: Lane) -> None:
+    """Frames 3..7 recorded, then 5..9: the second links 5, 6, 7 from the first and encodes
+    8 and 9; every frame is exact and hashes as its manifest says."""
+    buffer, store, root, _ = lane
+    capture(buffer, 0, 7)
+    first = accept(lane, START_US + 7 * PERIOD_US)
+    capture(buffer, 8, 9)
+    second = accept(lane, START_US + 9 * PERIOD_US)
+    capture(buffer, 10, 10)
+    recorder = recorder_for(buffer, store, root, FakeClock(START_US + 10 * PERIOD_US))
+    encoded = counting(recorder)
+    earlier = recorder.record(first).path
+    assert len(encoded) == 5
+    outcome = recorder.record(second)
+    assert outcome.status is Status.COMPLETE
+    assert len(encoded) == 5 + 2
+    assert saved_indexes(outcome.path) == [5, 6, 7, 8, 9]
+    for png in sorted(outcome.path.glob("frame_*.png")):
+        decoded = load_png(png)
+        assert np.array_equal(decoded, draw_index(read_index(decoded), 320, 240))
+    manifest = json.loads((outcome.path / "metadata.json").read_text())
+    for frame in manifest["frames"]:
+        data = (outcome.path / frame["file"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == frame["sha256"]
+    # The shared frames are the first recording's files, not copies.
+    assert (outcome.path / "frame_0001.png").samefile(earlier / "frame_0003.png")
+    assert (outcome.path / "frame_0003.png").samefile(earlier / "frame_0005.png")
+    assert not (outcome.path / "frame_0004.png").samefile(earlier / "frame_0005.png")
+    assert recorder.metrics.frames.labels("shared")._value.get() == 3
+
+
+def test_a_frame_encoded_otherwise_is_not_shared(lane: Lane) -> None:
+    """A recording encoded with cv2 never takes fpng's PNGs, nor the reverse: its manifest
+    names the encoder that made its files."""
+    buffer, store, root, _ = lane
+    capture(buffer, 0, 7)
+    first = accept(lane, START_US + 7 * PERIOD_US)
+    second = accept(lane, START_US + 7 * PERIOD_US)
+    capture(buffer, 8, 8)
+    clock = FakeClock(START_US + 8 * PERIOD_US)
+    recorder_for(buffer, store, root, clock, "fpng").record(first)
+    cv2_recorder = recorder_for(buffer, store, root, clock, "cv2")
+    encoded = counting(cv2_recorder)
+    outcome = cv2_recorder.record(second)
+    assert (outcome.status, len(encoded)) == (Status.COMPLETE, 5)
+    assert saved_indexes(outcome.path) == [3, 4, 5, 6, 7]
