@@ -172,7 +172,7 @@ class SharedFrames:
         try:
             expected = path.with_suffix(".sha256").read_text()
             os.link(path, staged.path / name)
-        except FileNotFoundError:
+        except OSError:  # not offered, pruned, or not ours to link (protected_hardlinks)
             if not staged.path.exists():
                 raise  # another attempt took the folder: this one must stop
             return None
