@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import logging
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 
 POLL_SECONDS = 0.005
 WRITES_IN_FLIGHT = 3
+WRITERS = 2
 STATE_ATTEMPTS = 7  # waits 0.5 + 1 + 2 + 4 + 8 + 8 s between them: about 24 s of outage
 OWNER_MARGIN_MS = 60_000  # the pin owner's token outlives the pin by this much
 T = TypeVar("T")
@@ -258,9 +260,11 @@ class Recorder:
         page, each journaled and then released from the frame store. A frame another job
         already wrote (its window overlaps this one) is linked from it instead of encoded.
 
-        Encoding holds the GIL; hashing, writing and fsync release it. So a writer thread
-        hashes and writes frame k while this thread encodes frame k+1, with at most
-        WRITES_IN_FLIGHT encoded frames waiting.
+        Encoding holds the GIL; hashing, writing and fsync release it. So WRITERS threads
+        hash and write frames k, k+1 while this thread encodes frame k+2, with at most
+        WRITES_IN_FLIGHT encoded frames waiting; this thread journals them in window order
+        as they are done. One writer was the job's bottleneck: the encoder waited on it for
+        a fifth of a 720p job (profiled, docs/benchmarks.md).
         """
         records = list(written)
         remaining = window.ids[len(written) :]
@@ -269,42 +273,50 @@ class Recorder:
             return records
         wanted = set(remaining)
         camera_id = buffer.camera_id
-        shared = self.shared
-
-        def offer(record: FrameRecord, captured_us: int) -> None:
-            if shared is not None:
-                shared.offer(camera_id, staged, record, captured_us)
-
-        in_flight: deque[Future[FrameRecord]] = deque()
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="png-writer") as writer:
+        in_flight: deque[tuple[Future[FrameRecord], int]] = deque()  # with capture times
+        with ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="png-writer") as writer:
             newest = None
-            for frame in buffer.read(remaining[0], remaining[-1], self.page_bytes):
-                if frame.stream_id not in wanted:
-                    continue
-                record = _record_of(frame, journal.frame_name(len(records) + len(in_flight) + 1))
-                captured_us = frame.captured_us
-                digest = (
-                    shared.take(camera_id, frame.stream_id, captured_us, staged, record.file)
-                    if shared
-                    else None
-                )
-                if digest:
-                    record = record.model_copy(update={"sha256": digest})
-                    work = writer.submit(_note_frame, staged, record, captured_us, release)
-                    self.metrics.frames.labels("shared").inc()
-                else:
-                    png = self.encode(frame.pixels)
-                    work = writer.submit(
-                        _write_frame, staged, record, png, captured_us, release, offer=offer
-                    )
-                    self.metrics.frames.labels("encoded").inc()
-                in_flight.append(work)
-                while len(in_flight) > WRITES_IN_FLIGHT or (in_flight and in_flight[0].done()):
-                    records.append(in_flight.popleft().result())
-                newest = frame
-            records.extend(future.result() for future in in_flight)
+            try:
+                for frame in buffer.read(remaining[0], remaining[-1], self.page_bytes):
+                    if frame.stream_id not in wanted:
+                        continue
+                    name = journal.frame_name(len(records) + len(in_flight) + 1)
+                    work = self._written(frame, name, staged, writer, camera_id)
+                    in_flight.append((work, frame.captured_us))
+                    _journal_written(in_flight, records, staged, release, WRITES_IN_FLIGHT)
+                    newest = frame
+                _journal_written(in_flight, records, staged, release, 0)
+            except BaseException:
+                # Keep what is written for the next attempt: its frames may be gone by then.
+                _journal_written(in_flight, records, staged, release, 0, quietly=True)
+                raise
         self._write_thumbnail(staged, records, newest)
         return records
+
+    def _written(
+        self,
+        frame: Frame,
+        name: str,
+        staged: StagedRecording,
+        writer: ThreadPoolExecutor,
+        camera_id: str,
+    ) -> Future[FrameRecord]:
+        """The frame's PNG in the staging folder as `name`, with its entry: linked from the
+        job of an overlapping window if that job shared it, else encoded here and written
+        by a writer thread."""
+        record = _record_of(frame, name)
+        shared = self.shared
+        if shared and (
+            digest := shared.take(camera_id, frame.stream_id, frame.captured_us, staged, name)
+        ):
+            self.metrics.frames.labels("shared").inc()
+            linked: Future[FrameRecord] = Future()
+            linked.set_result(record.model_copy(update={"sha256": digest}))
+            return linked
+        self.metrics.frames.labels("encoded").inc()
+        png = self.encode(frame.pixels)
+        offer = functools.partial(shared.offer, camera_id, staged) if shared else None
+        return writer.submit(_write_frame, staged, record, png, frame.captured_us, offer)
 
     def _write_thumbnail(
         self, staged: StagedRecording, records: list[FrameRecord], newest: Frame | None
@@ -336,32 +348,41 @@ def _write_frame(
     record: FrameRecord,
     png: bytes,
     captured_us: int,
-    release: Callable[[int], None],
-    *,
-    offer: Callable[[FrameRecord, int], None],
+    offer: Callable[[FrameRecord, int], None] | None,
 ) -> FrameRecord:
-    """Write one PNG durably, share it, and journal it with its SHA-256; then release the
-    frames before it (the frame itself stays pinned: the job's last frame until the job
-    ends)."""
+    """Write one PNG durably and `offer` it to overlapping windows; its entry, with its
+    SHA-256."""
     record = record.model_copy(update={"sha256": hashlib.sha256(png).hexdigest()})
     staged.write(record.file, png)
-    offer(record, captured_us)
-    journal.note(staged, record)
-    release(captured_us)
+    if offer is not None:
+        offer(record, captured_us)
     return record
 
 
-def _note_frame(
+def _journal_written(
+    in_flight: deque[tuple[Future[FrameRecord], int]],
+    records: list[FrameRecord],
     staged: StagedRecording,
-    record: FrameRecord,
-    captured_us: int,
     release: Callable[[int], None],
-) -> FrameRecord:
-    """Journal a PNG linked from another job (hashed as it was linked); then release the
-    frames before it, as `_write_frame` does."""
-    journal.note(staged, record)
-    release(captured_us)
-    return record
+    keep: int,
+    *,
+    quietly: bool = False,
+) -> None:
+    """Journal the leading frames whose PNGs are written, in window order, waiting until at
+    most `keep` remain in flight; after each, release the frames before it (the frame
+    itself stays pinned: the job's last frame until the job ends). `quietly`, after an
+    error: stop at the first frame that cannot be, raising nothing."""
+    while in_flight and (len(in_flight) > keep or in_flight[0][0].done()):
+        work, captured_us = in_flight.popleft()
+        try:
+            record = work.result()
+            journal.note(staged, record)
+            records.append(record)
+            release(captured_us)
+        except Exception:
+            if not quietly:
+                raise
+            return
 
 
 def _has_passed(newest: int | None, buffer: FrameBuffer, job: RecordingJob) -> bool:

@@ -18,7 +18,6 @@ from services.stores.framebuffer import FrameBuffer
 from services.worker.encoder import make_encoder
 from services.worker.journal import JOURNAL
 from services.worker.recorder import Recorder, SupersededError
-from tests.support.waiting import wait_until
 from tests.worker.test_recorder import (
     PERIOD_US,
     START_US,
@@ -171,14 +170,25 @@ def test_a_superseded_attempt_stops_and_the_one_that_took_over_records(lane: Lan
 def test_an_attempt_superseded_before_its_folder_is_adopted_leaves_it(lane: Lane) -> None:
     """The new attempt claims the pin, then renames the folder: an old attempt refused in
     between must leave its folder, whose frames are freed, for the new one to adopt."""
-    buffer, _, root, _ = lane
+    buffer, store, root, _ = lane
+    capture(buffer, 0, 9)
+    job = accept(lane, START_US + 9 * PERIOD_US, before=5)
+    capture(buffer, 10, 10)
+    old = recorder_for(buffer, store, root, FakeClock(START_US + 10 * PERIOD_US))
+    advance, released = buffer.advance, []
 
-    def claimed_by_a_newer_attempt(job: RecordingJob) -> None:
-        """Once frames 1-3 are written, and so 5 and 6 freed."""
-        wait_until(lambda: pinned_from(lane, job) == START_US + 7 * PERIOD_US, 5, "frees")
-        buffer.claim(job.recording_id, "newer", lifetime_ms=60_000)
+    def claimed_after_three(member: str, recording_id: str, token: str, first_us: int) -> bool:
+        """Frames 1-3 written, so 5 and 6 freed; then a newer attempt claims the pin."""
+        moved = advance(member, recording_id, token, first_us)
+        released.append(first_us)
+        if len(released) == 3:
+            buffer.claim(recording_id, "newer", lifetime_ms=60_000)
+        return moved
 
-    old, job = interrupted_after_three_frames(lane, claimed_by_a_newer_attempt, SupersededError)
+    buffer.advance = claimed_after_three  # type: ignore[method-assign]
+    with pytest.raises(SupersededError):
+        old.record(job)
+    buffer.advance = advance  # type: ignore[method-assign]
     (left,) = (root / ".staging").iterdir()
     assert len(list(left.glob("*.png"))) >= 3
     capture(buffer, 11, 30, keep=3)
