@@ -151,13 +151,29 @@ def test_taking_into_a_folder_another_attempt_took_fails(tmp_path: Path) -> None
 
 
 def test_shared_frames_go_once_no_job_can_want_them(tmp_path: Path) -> None:
-    """Older than the given age: unlinked (the recordings' own files stay); newer: kept."""
+    """Older than the given age: unlinked (the recordings' own files stay); newer: kept,
+    unless no folder holds the frame any more (its bytes would stay on the disk for it)."""
     storage = Storage(tmp_path)
-    shared_frame(storage)
+    _, staging = shared_frame(storage)  # its job failed: the staging folder is gone
     folder = tmp_path / ".frames" / "lane-1"
-    assert len(list(folder.iterdir())) == 2  # the PNG and its SHA-256
-    assert storage.prune_shared(older_than=60) == 0
+    (png,) = folder.glob("*.png")
+    assert not staging.exists()
+    assert storage.prune_shared(older_than=60) == 1
+    assert [path.suffix for path in folder.iterdir()] == [".sha256"]
+    png.unlink(missing_ok=True)
     for entry in folder.iterdir():
-        os.utime(entry, (0, 0))
-    assert storage.prune_shared(older_than=60) == 2
-    assert list(folder.iterdir()) == []
+        entry.unlink()
+    with storage.staging(RECORDING) as staged:  # a frame a live folder still holds
+        staged.write("frame_0001.png", b"png")
+        record = FrameRecord(
+            file="frame_0001.png", source_index=1, sequence=1,
+            captured_at=datetime.now(timezone.utc), stream_id="1-0",
+            sha256=hashlib.sha256(b"png").hexdigest(), width=1, height=1,
+        )  # fmt: skip
+        storage.shared_frames("fpng-1").offer("lane-1", staged, record, 1)
+        assert len(list(folder.iterdir())) == 2  # the PNG and its SHA-256
+        assert storage.prune_shared(older_than=60) == 0
+        for entry in folder.iterdir():
+            os.utime(entry, (0, 0), follow_symlinks=False)
+        assert storage.prune_shared(older_than=60) == 2
+        assert list(folder.iterdir()) == []

@@ -284,12 +284,15 @@ def test_tombstones_expire(box: Box) -> None:
 
 
 def test_a_pass_drops_shared_frames_no_pin_could_still_want(box: Box) -> None:
-    """Links under .frames older than a pin go; younger ones stay for overlapping windows."""
+    """Links under .frames older than a pin go, and those whose recording is gone; the
+    younger ones of a recording stay for overlapping windows."""
     folder = box.storage.root / ".frames" / "lane-1"
     folder.mkdir(parents=True)
     old, young = folder / "1-0.1000.fpng-1.png", folder / "2-0.2000.fpng-1.png"
-    for path in (old, young):
-        path.write_bytes(b"png")
+    orphan = folder / "3-0.3000.fpng-1.png"
+    for path in (old, young):  # a link has its file's age: one recording each
+        os.link(box.folder(box.record(DAY)) / "frame_0001.png", path)
+    orphan.write_bytes(b"png")
     os.utime(old, (0, 0))
     box.pruner().run()
     assert [path.name for path in folder.iterdir()] == [young.name]
