@@ -32,6 +32,7 @@ from services.kernel.contracts import (
     Hold,
     Manifest,
     Recording,
+    to_us,
 )
 from services.kernel.settings import CAMERA_ID_PATTERN
 from services.kernel.signing import SignatureError, check_signature
@@ -148,11 +149,9 @@ class SharedFrames:
             raise StorageError(f"unsafe frame key {camera_id!r} {stream_id!r}")
         return self.root / camera_id / f"{stream_id}.{captured_us}.{self.tag}.png"
 
-    def offer(
-        self, camera_id: str, staged: StagedRecording, record: FrameRecord, captured_us: int
-    ) -> None:
+    def offer(self, camera_id: str, staged: StagedRecording, record: FrameRecord) -> None:
         """Share a frame this job has written (durably), as its manifest entry describes it."""
-        path = self._path(camera_id, record.stream_id, captured_us)
+        path = self._path(camera_id, record.stream_id, to_us(record.captured_at))
         try:
             if not path.parent.is_dir():
                 self._make_folder(path.parent)

@@ -25,6 +25,7 @@ from services.kernel.contracts import (
     RecordingJob,
     Status,
     from_us,
+    to_us,
     utcnow,
 )
 from services.kernel.framecodec import Frame, Pixels
@@ -273,7 +274,7 @@ class Recorder:
             return records
         wanted = set(remaining)
         camera_id = buffer.camera_id
-        in_flight: deque[tuple[Future[FrameRecord], int]] = deque()  # with capture times
+        in_flight: deque[Future[FrameRecord]] = deque()
         with ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="png-writer") as writer:
             newest = None
             try:
@@ -281,8 +282,7 @@ class Recorder:
                     if frame.stream_id not in wanted:
                         continue
                     name = journal.frame_name(len(records) + len(in_flight) + 1)
-                    work = self._written(frame, name, staged, writer, camera_id)
-                    in_flight.append((work, frame.captured_us))
+                    in_flight.append(self._written(frame, name, staged, writer, camera_id))
                     _journal_written(in_flight, records, staged, release, WRITES_IN_FLIGHT)
                     newest = frame
                 _journal_written(in_flight, records, staged, release, 0)
@@ -316,7 +316,7 @@ class Recorder:
         self.metrics.frames.labels("encoded").inc()
         png = self.encode(frame.pixels)
         offer = functools.partial(shared.offer, camera_id, staged) if shared else None
-        return writer.submit(_write_frame, staged, record, png, frame.captured_us, offer)
+        return writer.submit(_write_frame, staged, record, png, offer)
 
     def _write_thumbnail(
         self, staged: StagedRecording, records: list[FrameRecord], newest: Frame | None
@@ -347,20 +347,19 @@ def _write_frame(
     staged: StagedRecording,
     record: FrameRecord,
     png: bytes,
-    captured_us: int,
-    offer: Callable[[FrameRecord, int], None] | None,
+    offer: Callable[[FrameRecord], None] | None,
 ) -> FrameRecord:
     """Write one PNG durably and `offer` it to overlapping windows; its entry, with its
     SHA-256."""
     record = record.model_copy(update={"sha256": hashlib.sha256(png).hexdigest()})
     staged.write(record.file, png)
     if offer is not None:
-        offer(record, captured_us)
+        offer(record)
     return record
 
 
 def _journal_written(
-    in_flight: deque[tuple[Future[FrameRecord], int]],
+    in_flight: deque[Future[FrameRecord]],
     records: list[FrameRecord],
     staged: StagedRecording,
     release: Callable[[int], None],
@@ -372,13 +371,12 @@ def _journal_written(
     most `keep` remain in flight; after each, release the frames before it (the frame
     itself stays pinned: the job's last frame until the job ends). `quietly`, after an
     error: stop at the first frame that cannot be, raising nothing."""
-    while in_flight and (len(in_flight) > keep or in_flight[0][0].done()):
-        work, captured_us = in_flight.popleft()
+    while in_flight and (len(in_flight) > keep or in_flight[0].done()):
         try:
-            record = work.result()
+            record = in_flight.popleft().result()
             journal.note(staged, record)
             records.append(record)
-            release(captured_us)
+            release(to_us(record.captured_at))
         except Exception:
             if not quietly:
                 raise

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from services.kernel.contracts import FrameRecord, Manifest, Status
+from services.kernel.contracts import FrameRecord, Manifest, Status, from_us
 from services.stores.storage import Storage, StorageError
 
 DAY = date(2026, 11, 26)
@@ -112,12 +112,12 @@ def shared_frame(storage: Storage, name: str = "frame_0001.png") -> tuple[FrameR
     """A frame written by one job and offered to others; its entry and staging folder."""
     png = b"\x89PNG a frame"
     record = FrameRecord(
-        file=name, source_index=7, sequence=7, captured_at=datetime.now(timezone.utc),
+        file=name, source_index=7, sequence=7, captured_at=from_us(280_000),
         stream_id="1800000000280-0", sha256=hashlib.sha256(png).hexdigest(), width=2, height=2,
     )  # fmt: skip
     with storage.staging(RECORDING) as staged:
         staged.write(name, png)
-        storage.shared_frames("fpng-1").offer("lane-1", staged, record, 280_000)
+        storage.shared_frames("fpng-1").offer("lane-1", staged, record)
     return record, staged.path
 
 
@@ -167,10 +167,10 @@ def test_shared_frames_go_once_no_job_can_want_them(tmp_path: Path) -> None:
         staged.write("frame_0001.png", b"png")
         record = FrameRecord(
             file="frame_0001.png", source_index=1, sequence=1,
-            captured_at=datetime.now(timezone.utc), stream_id="1-0",
+            captured_at=from_us(1), stream_id="1-0",
             sha256=hashlib.sha256(b"png").hexdigest(), width=1, height=1,
         )  # fmt: skip
-        storage.shared_frames("fpng-1").offer("lane-1", staged, record, 1)
+        storage.shared_frames("fpng-1").offer("lane-1", staged, record)
         assert len(list(folder.iterdir())) == 2  # the PNG and its SHA-256
         assert storage.prune_shared(older_than=60) == 0
         for entry in folder.iterdir():
