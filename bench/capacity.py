@@ -6,7 +6,8 @@ a counter video at 30 fps and is a lane of its own, getting lane events with Poi
 arrivals (default one per 3 s, N = 30). After a warm-up, for `--seconds`:
 - capture fps, late and dropped frames and lag per camera (the heartbeats, before and after);
 - event -> complete p50/p95/p99 (the recordings' own times) against the floor: reading,
-  encoding and writing N frames in this process, measured on the running stack first;
+  encoding and writing N frames in this process, on the running stack while no event is
+  sent, before the events and after them (the median of both: the box's speed drifts);
 - the queue depth each second; both Redis servers' memory; CPU per service (psutil);
 - then every recording is checked: complete, N frames, consecutive, the newest at or before
   the moment with no newer one left out (a watcher of each camera's index saw them all), and
@@ -384,18 +385,7 @@ def measure(
         time.sleep(0.5)
     urls = json.loads((output / ".redis" / "urls.json").read_text())
     frames, broker = (redis.Redis.from_url(urls[name]) for name in ("redis_url", "broker_url"))
-    floor = []
-    for run in range(FLOOR_RUNS):
-        started = time.perf_counter()
-        record_newest(
-            FrameBuffer(frames, names[0]),
-            Storage(output / ".floor"),
-            make_encoder("fpng"),
-            f"floor{run}",
-            8 << 20,
-            count=args.frames,
-        )
-        floor.append(time.perf_counter() - started)
+    floor_before = floor_runs(FrameBuffer(frames, names[0]), output, "before", args.frames)
     time.sleep(args.warmup)
     watcher = Watcher(frames, names)
     sampler = Sampler(psutil.Process(up.pid), frames, broker)
@@ -414,6 +404,9 @@ def measure(
     watcher.stop.set()
     for thread in threads:
         thread.join(timeout=10)
+    # The box's speed drifts over minutes (the floor alone moved by half between runs of the
+    # same code): a floor on each side of the events, on the idle stack, brackets the drift.
+    floor_after = floor_runs(FrameBuffer(frames, names[0]), output, "after", args.frames)
     latencies, problems = [], []
     for recording in recordings:
         received = datetime.fromisoformat(recording["received_at"])
@@ -435,7 +428,7 @@ def measure(
     growing = (
         statistics.mean(sampler.depth[-quarter:]) > statistics.mean(sampler.depth[:quarter]) + 2
     )
-    floor_s = statistics.median(floor)
+    floor_s = statistics.median(floor_before + floor_after)
     p95 = percentile(latencies, 95)
     row = {
         "cameras": len(names),
@@ -449,6 +442,8 @@ def measure(
         "p95": p95,
         "p99": percentile(latencies, 99),
         "floor": floor_s,
+        "floor_before": statistics.median(floor_before),
+        "floor_after": statistics.median(floor_after),
         "depth_max": max(sampler.depth, default=0),
         "depth_last": sampler.depth[-1] if sampler.depth else 0,
         "growing": growing,
@@ -475,6 +470,19 @@ def measure(
     frames.close()
     broker.close()
     return row
+
+
+def floor_runs(buffer: FrameBuffer, output: Path, when: str, frames: int) -> list[float]:
+    """Seconds of FLOOR_RUNS floor recordings of the newest `frames`, one after another."""
+    times = []
+    for run in range(FLOOR_RUNS):
+        started = time.perf_counter()
+        record_newest(
+            buffer, Storage(output / ".floor"), make_encoder("fpng"), f"floor-{when}-{run}",
+            8 << 20, count=frames,
+        )  # fmt: skip
+        times.append(time.perf_counter() - started)
+    return times
 
 
 def frames_written(recordings: list[dict[str, Any]]) -> dict[str, int]:
@@ -548,7 +556,8 @@ def table_row(height: int, row: dict[str, Any]) -> str:
         f"| {height}p | {row['cameras']} | {row['events']} | {row['fps']:.1f} | "
         f"{row['late']} of {row['read']} ({100 * row['late'] / max(1, row['read']):.2f} %) / "
         f"{row['dropped']} | {row['lag_ms']:.0f} | {row['p50'] * 1000:.0f} / "
-        f"{row['p95'] * 1000:.0f} / {row['p99'] * 1000:.0f} | {row['floor'] * 1000:.0f} | "
+        f"{row['p95'] * 1000:.0f} / {row['p99'] * 1000:.0f} | {row['floor'] * 1000:.0f} "
+        f"({row['floor_before'] * 1000:.0f} / {row['floor_after'] * 1000:.0f}) | "
         f"{row['p95'] / row['floor']:.2f} | {row['depth_max']} / {row['depth_last']} | "
         f"{row['frames_mb']:.0f} / {row['broker_mb']:.0f} | {row['rss_mb']:.0f} / "
         f"{row['pss_mb']:.0f} | {shares} | {verdict} |"
@@ -557,8 +566,9 @@ def table_row(height: int, row: dict[str, Any]) -> str:
 
 HEADER = (
     "| source | cameras | events | min fps | late / dropped frames | max lag ms | "
-    "event→complete p50 / p95 / p99 ms | floor ms | p95 / floor | queue max / last | "
-    "Redis MB frames / broker | stack RSS / PSS MB | CPU % of a core | verdict |\n"
+    "event→complete p50 / p95 / p99 ms | floor ms (before / after) | p95 / floor | "
+    "queue max / last | Redis MB frames / broker | stack RSS / PSS MB | CPU % of a core | "
+    "verdict |\n"
     "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
