@@ -8,6 +8,8 @@ that keeps a window's frames in the stream until its job has read them.
 from __future__ import annotations
 
 import logging
+import threading
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, cast
@@ -26,6 +28,7 @@ log = logging.getLogger(__name__)
 TRIM_BUDGET = 4
 # Pins the trim examines per append; a burst may leave thousands queued.
 TRIM_MAX_PINS = 256
+READ_AHEAD_STOP_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -297,3 +300,86 @@ class FrameBuffer(BufferKeys):
             if frame.stream_id == last_id:
                 return
             start = "(" + frame.stream_id
+
+    def read_ahead(self, first_id: str, last_id: str, page_bytes: int) -> ReadAhead:
+        """`read`, by a thread of its own that stays up to a page (`page_bytes`, at least a
+        frame) ahead of the caller.
+
+        A read is mostly waiting: on Redis to copy the frames into its reply, on the socket.
+        Ahead of a caller that encodes, that wait overlaps the encoding instead of adding to
+        it (it was a fifth of a 720p job's time, profiled).
+        """
+        return ReadAhead(self.read(first_id, last_id, page_bytes), page_bytes, self.camera_id)
+
+
+Drawn = tuple[Frame | None, BaseException | None]
+
+
+class ReadAhead:
+    """Frames drawn from `frames` by a thread of its own, at most `ahead_bytes` of them (at
+    least one frame) ahead of the caller, who iterates what `with` gives; leaving the block
+    stops the thread. An error of the reads is raised to the caller where its frame would
+    have come."""
+
+    def __init__(self, frames: Iterator[Frame], ahead_bytes: int, name: str) -> None:
+        self._frames = frames
+        self._ahead_bytes = ahead_bytes
+        self._ready: deque[Drawn] = deque()
+        self._ready_bytes = 0
+        self._stopped = False
+        self._turn = threading.Condition()
+        self._thread = threading.Thread(target=self._draw, name=f"read-ahead-{name}", daemon=True)
+
+    def __enter__(self) -> Iterator[Frame]:
+        self._thread.start()
+        return self._drawn()
+
+    def __exit__(self, *exc: object) -> None:
+        with self._turn:
+            self._stopped = True
+            self._turn.notify_all()
+        # A read stuck on a silent frame store must not hold the caller's own error back;
+        # the thread ends by itself once that read returns.
+        self._thread.join(timeout=READ_AHEAD_STOP_SECONDS)
+
+    def _draw(self) -> None:
+        try:
+            for frame in self._frames:
+                if not self._hand_over((frame, None)):
+                    return
+        except BaseException as error:  # handed to the caller, raised there
+            self._hand_over((None, error))
+            return
+        self._hand_over((None, None))
+
+    def _hand_over(self, drawn: Drawn) -> bool:
+        """Queue it once there is room; False if the caller stopped first."""
+        size = drawn[0].pixels.nbytes if drawn[0] is not None else 0
+        with self._turn:
+            self._turn.wait_for(
+                lambda: (
+                    self._stopped
+                    or not self._ready
+                    or self._ready_bytes + size <= self._ahead_bytes
+                )
+            )
+            if self._stopped:
+                return False
+            self._ready.append(drawn)
+            self._ready_bytes += size
+            self._turn.notify_all()
+            return True
+
+    def _drawn(self) -> Iterator[Frame]:
+        while True:
+            with self._turn:
+                self._turn.wait_for(lambda: bool(self._ready))
+                frame, error = self._ready.popleft()
+                if frame is not None:
+                    self._ready_bytes -= frame.pixels.nbytes
+                self._turn.notify_all()
+            if error is not None:
+                raise error
+            if frame is None:
+                return
+            yield frame

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import itertools
@@ -261,11 +262,14 @@ class Recorder:
         page, each journaled and then released from the frame store. A frame another job
         already wrote (its window overlaps this one) is linked from it instead of encoded.
 
+        This thread only encodes and journals; the waits are on threads of their own.
         Encoding holds the GIL; hashing, writing and fsync release it. So WRITERS threads
         hash and write frames k, k+1 while this thread encodes frame k+2, with at most
         WRITES_IN_FLIGHT encoded frames waiting; this thread journals them in window order
-        as they are done. One writer was the job's bottleneck: the encoder waited on it for
-        a fifth of a 720p job (profiled, docs/benchmarks.md).
+        as they are done. A reader thread fetches frames a page ahead, and a releaser
+        moves the pin after each journaled frame, in order. Each wait, on this thread, was
+        a job's bottleneck in turn: the single writer (a fifth of a 720p job), then the
+        reads (a fifth) and the releases (an eighth; profiled, docs/benchmarks.md).
         """
         records = list(written)
         remaining = window.ids[len(written) :]
@@ -275,20 +279,28 @@ class Recorder:
         wanted = set(remaining)
         camera_id = buffer.camera_id
         in_flight: deque[Future[FrameRecord]] = deque()
-        with ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="png-writer") as writer:
+        with contextlib.ExitStack() as threads:
+            writer = threads.enter_context(
+                ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="png-writer")
+            )
+            released = threads.enter_context(_Releaser(release))
+            frames = threads.enter_context(
+                buffer.read_ahead(remaining[0], remaining[-1], self.page_bytes)
+            )
             newest = None
             try:
-                for frame in buffer.read(remaining[0], remaining[-1], self.page_bytes):
+                for frame in frames:
                     if frame.stream_id not in wanted:
                         continue
                     name = journal.frame_name(len(records) + len(in_flight) + 1)
                     in_flight.append(self._written(frame, name, staged, writer, camera_id))
-                    _journal_written(in_flight, records, staged, release, WRITES_IN_FLIGHT)
+                    _journal_written(in_flight, records, staged, released, WRITES_IN_FLIGHT)
                     newest = frame
-                _journal_written(in_flight, records, staged, release, 0)
+                _journal_written(in_flight, records, staged, released, 0)
+                released.wait()
             except BaseException:
                 # Keep what is written for the next attempt: its frames may be gone by then.
-                _journal_written(in_flight, records, staged, release, 0, quietly=True)
+                _journal_written(in_flight, records, staged, released, 0, quietly=True)
                 raise
         self._write_thumbnail(staged, records, newest)
         return records
@@ -356,6 +368,33 @@ def _write_frame(
     if offer is not None:
         offer(record)
     return record
+
+
+class _Releaser:
+    """Calls `release` on a thread of its own, in the order asked: the caller does not wait
+    for each round trip. A release's error (the attempt was superseded) is raised by the
+    caller's next `__call__`, or by `wait`; on exit, releases still queued run first."""
+
+    def __init__(self, release: Callable[[int], None]) -> None:
+        self._release = release
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="frame-release")
+        self._pending: deque[Future[None]] = deque()
+
+    def __enter__(self) -> _Releaser:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._thread.shutdown(wait=True)
+
+    def __call__(self, captured_us: int) -> None:
+        while self._pending and self._pending[0].done():
+            self._pending.popleft().result()
+        self._pending.append(self._thread.submit(self._release, captured_us))
+
+    def wait(self) -> None:
+        """Until every release asked for is done; raises the first one's error."""
+        while self._pending:
+            self._pending.popleft().result()
 
 
 def _journal_written(

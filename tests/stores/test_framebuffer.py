@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 import uuid
+from collections.abc import Iterator
 from typing import Protocol
 
 import numpy as np
@@ -11,6 +14,7 @@ import pytest
 import redis
 
 from services.kernel import keys
+from services.kernel.framecodec import Frame
 from services.stores.framebuffer import TRIM_BUDGET, FrameBuffer, FramePins, Pin
 from tests.support.storeredis import StoreRedis
 
@@ -209,6 +213,66 @@ def test_reads_come_in_pages_and_in_order(buffer: FrameBuffer) -> None:
         frames = list(buffer.read(window.ids[0], window.ids[-1], page_bytes))
         assert [f.source_index for f in frames] == list(range(20))
         assert all(np.array_equal(f.pixels, frame(f.source_index)) for f in frames)
+
+
+def test_a_read_ahead_gives_the_same_frames_in_order(buffer: FrameBuffer) -> None:
+    """Read by a thread ahead of the caller, the frames are the same and in order."""
+    capture(buffer, 0, 19, keep=20)
+    window = buffer.window(START_US + 19 * PERIOD_US, 20, 0)
+    for ahead_bytes in (1, 72, 10**9):
+        with buffer.read_ahead(window.ids[0], window.ids[-1], ahead_bytes) as frames:
+            drawn = list(frames)
+        assert [f.source_index for f in drawn] == list(range(20))
+        assert all(np.array_equal(f.pixels, frame(f.source_index)) for f in drawn)
+
+
+def test_a_read_ahead_stays_within_its_bytes(buffer: FrameBuffer) -> None:
+    """A caller that is slow gets a reader that waits: one frame's bytes ahead holds one
+    frame queued and one drawn, not the window."""
+    capture(buffer, 0, 19, keep=20)
+    window = buffer.window(START_US + 19 * PERIOD_US, 20, 0)
+    reads, drawn = buffer.read, []
+
+    def counted(first_id: str, last_id: str, page_bytes: int) -> Iterator[Frame]:
+        for each in reads(first_id, last_id, page_bytes):
+            drawn.append(each.source_index)
+            yield each
+
+    buffer.read = counted  # type: ignore[method-assign]
+    with buffer.read_ahead(window.ids[0], window.ids[-1], frame(0).nbytes) as frames:
+        assert next(frames).source_index == 0
+        time.sleep(0.3)  # the reader's chance to run ahead
+        assert len(drawn) <= 3, drawn
+        assert [f.source_index for f in frames] == list(range(1, 20))
+
+
+def test_a_read_ahead_raises_its_error_to_the_caller_and_stops_when_left(
+    buffer: FrameBuffer,
+) -> None:
+    """A failed read reaches the caller after the frames read before it; a caller that
+    stops early leaves no thread behind."""
+    capture(buffer, 0, 9, keep=10)
+    window = buffer.window(START_US + 9 * PERIOD_US, 10, 0)
+    reads = buffer.read
+
+    def failing_after_four(first_id: str, last_id: str, page_bytes: int) -> Iterator[Frame]:
+        for number, drawn in enumerate(reads(first_id, last_id, page_bytes)):
+            if number == 4:
+                raise redis.ConnectionError("frame store gone")
+            yield drawn
+
+    buffer.read = failing_after_four  # type: ignore[method-assign]
+    got: list[int] = []
+    with (
+        pytest.raises(redis.ConnectionError, match="gone"),
+        buffer.read_ahead(window.ids[0], window.ids[-1], 144) as frames,
+    ):
+        got.extend(f.source_index for f in frames)
+    assert got == [0, 1, 2, 3]
+    buffer.read = reads  # type: ignore[method-assign]
+    with buffer.read_ahead(window.ids[0], window.ids[-1], 1) as frames:
+        assert next(frames).source_index == 0
+    assert not [t for t in threading.enumerate() if t.name.startswith("read-ahead-")]
 
 
 def test_ids_keep_growing_when_the_clock_steps_back(client: redis.Redis) -> None:
