@@ -342,12 +342,15 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * share / 100))] if ordered else 0.0
 
 
-def run_count(video: Path, cameras: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    """One configuration: `cameras` lanes under `up`; every figure of one table row."""
+def run_count(
+    video: Path, cameras: int, args: argparse.Namespace, work: Path, run: int = 1
+) -> dict[str, Any]:
+    """One run of a configuration: `cameras` lanes under `up`, on a stack and output of its
+    own (a run on an earlier run's would find its recordings); every figure of a row."""
     args.port = free_port()
-    output = work / f"out-{cameras}-{video.stem}"
+    output = work / f"out-{cameras}-{video.stem}-{run}"
     names = [f"cam-{number}" for number in range(1, cameras + 1)]
-    with (work / f"up-{cameras}-{video.stem}.log").open("wb") as log:
+    with (work / f"up-{cameras}-{video.stem}-{run}.log").open("wb") as log:
         up = subprocess.Popen(  # our own CLI
             [
                 sys.executable,
@@ -631,8 +634,8 @@ def main() -> None:
             passing, tally = 0, []
             for cameras in range(args.min_cameras, args.max_cameras + 1):
                 passed = 0
-                for _ in range(args.runs):
-                    row = run_count(video, cameras, args, work)
+                for run in range(1, args.runs + 1):
+                    row = run_count(video, cameras, args, work, run)
                     print(table_row(height, row), flush=True)
                     peak_rss.append(memory_row(height, width, cameras, args.frames, row))
                     passed += row["passed"]
