@@ -478,13 +478,10 @@ def measure(
 
 def floor_runs(buffer: FrameBuffer, output: Path, when: str, frames: int) -> list[float]:
     """Seconds of FLOOR_RUNS floor recordings of the newest `frames`, one after another."""
-    times = []
+    times, storage, encode = [], Storage(output / ".floor"), make_encoder("fpng")
     for run in range(FLOOR_RUNS):
         started = time.perf_counter()
-        record_newest(
-            buffer, Storage(output / ".floor"), make_encoder("fpng"), f"floor-{when}-{run}",
-            8 << 20, count=frames,
-        )  # fmt: skip
+        record_newest(buffer, storage, encode, f"floor-{when}-{run}", 8 << 20, count=frames)
         times.append(time.perf_counter() - started)
     return times
 
