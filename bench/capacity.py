@@ -528,7 +528,7 @@ def table_row(height: int, row: dict[str, Any]) -> str:
     cpu = row["cpu"]
     shares = ", ".join(
         f"{name} {cpu[name]:.0f}"
-        for name in ("capture", "api", "worker", "redis", "beat")
+        for name in ("capture", "api", "worker", "redis", "up", "beat")  # up runs beat now
         if name in cpu
     )
     verdict = (

@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
-import logging
 import os
 import re
 import secrets
@@ -161,23 +160,14 @@ def worker(**flags: Any) -> None:
 def beat(**flags: Any) -> None:
     """Send the periodic tasks: a prune pass every SCO_PRUNE_INTERVAL, and with webhooks a
     look for due deliveries every SCO_WEBHOOK_INTERVAL. Run exactly one."""
-    from services.kernel import keys  # noqa: PLC0415  # see capture
-    from services.kernel.logconfig import configure_logging  # noqa: PLC0415
-    from services.stores.taskqueue import make_celery  # noqa: PLC0415
+    from services.kernel.logconfig import configure_logging  # noqa: PLC0415  # see capture
+    from services.runtime.beat import run_beat  # noqa: PLC0415
 
     settings = needs_redis(settings_from(flags))
     configure_logging(settings.log_level)
-    app = make_celery(settings)
-    # The first pass now, not one interval from now: a disk filled while beat was down is
-    # pruned at once, and the health probe has something to see.
-    app.send_task(keys.PRUNE_TASK, expires=settings.prune_interval)
     if not settings.webhooks:
         click.echo("no webhooks configured: beat sends prune passes only", err=True)
-    # A look for due deliveries every second would be most of the log; prunes stay in it.
-    logging.getLogger("celery.beat").addFilter(
-        lambda record: keys.WEBHOOK_FLUSH_TASK not in record.getMessage()
-    )
-    app.Beat(loglevel=settings.log_level).run()
+    run_beat(settings)
 
 
 @cli.command()

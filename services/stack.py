@@ -1,4 +1,5 @@
-"""`sco-recorder up`: the whole stack on one machine, each service in its own process."""
+"""`sco-recorder up`: the whole stack on one machine, each service in its own process but
+beat, which runs as a thread of the supervisor (an interpreter fewer, docs/benchmarks.md)."""
 
 from __future__ import annotations
 
@@ -14,25 +15,27 @@ import httpx
 from services.capture.spec import parse_source
 from services.kernel.redact import mask_credentials
 from services.kernel.settings import Settings, pasteable_url, secured
+from services.runtime.beat import BeatThread
 from services.runtime.launcher import ServiceProcess
 from services.runtime.redisserver import RedisServer
 
 log = logging.getLogger(__name__)
 
-SERVICES = ("api", "worker", "beat")  # beside one capture per camera
+SERVICES = ("api", "worker")  # beside one capture per camera, and beat in this process
 URLS_FILE = Path(".redis") / "urls.json"  # under the recordings root: tools find the stack's Redis
 STOP_TIMEOUT = 15.0
 READY_TIMEOUT = 60.0
 
 
 class Stack:
-    """Embedded Redis (unless a URL was given) plus a capture per camera, the API, the
-    workers and beat, each in its own process."""
+    """Embedded Redis (unless a URL was given) plus a capture per camera, the API and the
+    workers, each in its own process, and beat on a thread of this one."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.servers: list[RedisServer] = []
         self.processes: dict[str, ServiceProcess] = {}
+        self.beat: BeatThread | None = None
         self.generated_key: str | None = None
 
     def start(self) -> None:
@@ -52,6 +55,7 @@ class Stack:
             services.append("notifier")
         for service in services:
             self.processes[service] = ServiceProcess(service, self.settings).start()
+        self.beat = BeatThread(self.settings).start()
 
     def _start_embedded_redis(self) -> None:
         root = self.settings.output_dir.resolve()
@@ -85,6 +89,8 @@ class Stack:
         for name, process in self.processes.items():
             if not process.running:
                 return name
+        if self.beat is not None and not self.beat.running:
+            return "beat"
         return None
 
     def run_until_stopped(self, stop: threading.Event) -> int:
@@ -92,12 +98,18 @@ class Stack:
         while not stop.wait(0.5):
             dead = self.failed()
             if dead is not None:
-                log.error("%s exited with status %s", dead, self.processes[dead].returncode)
+                if dead in self.processes:
+                    log.error("%s exited with status %s", dead, self.processes[dead].returncode)
+                else:
+                    log.error("%s stopped; see above", dead)
                 return 1
         return 0
 
     def stop(self) -> None:
-        """SIGTERM every service, give it time to finish its work, then stop Redis."""
+        """Stop beat, SIGTERM every service, give it time to finish its work, then stop
+        Redis."""
+        if self.beat is not None:
+            self.beat.stop()
         for process in self.processes.values():
             process.send(signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT

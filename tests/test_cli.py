@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ import pytest
 
 from services.runtime.redisserver import free_port
 from tests.support.videos import write_video
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -28,6 +30,14 @@ def clean_env() -> dict[str, str]:
         for key, value in os.environ.items()
         if not key.startswith("SCO_") and key != "REDIS_URL"
     }
+
+
+def run_cli(argv: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """One `sco-recorder` command run to its end, its output captured."""
+    return subprocess.run(
+        [*CLI, *argv], env=env or clean_env(), capture_output=True, text=True, timeout=60,
+        check=False,
+    )  # fmt: skip
 
 
 def test_up_records_a_video_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
@@ -51,19 +61,21 @@ def test_up_records_a_video_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
         while httpx.get(f"http://127.0.0.1:{port}/readyz").status_code != 200:
             assert time.monotonic() < deadline, "camera never became ready"
             time.sleep(0.1)
-        sent = subprocess.run(
-            [*CLI, "send", "--url", f"http://127.0.0.1:{port}", "--count", "3"],
-            env=clean_env(), capture_output=True, text=True, timeout=60, check=False,
-        )  # fmt: skip
+        sent = run_cli(["send", "--url", f"http://127.0.0.1:{port}", "--count", "3"])
         assert sent.returncode == 0, sent.stderr
         assert sent.stdout.count(" complete 5/5 frames") == 3, sent.stdout
-        # Beat runs in the stack, and `prune` finds the stack's embedded Redis by --output.
+        # Beat runs on a thread of `up` itself: its probe sees the prune passes it sends.
         children = psutil.Process(up.pid).children(recursive=True)
-        assert any("beat" in child.cmdline() for child in children)
-        pruned = subprocess.run(
-            [*CLI, "prune", "--dry-run", "--output", str(output)],
-            env=clean_env(), capture_output=True, text=True, timeout=60, check=False,
+        assert not any("beat" in child.cmdline() for child in children)
+        urls = json.loads((output / ".redis" / "urls.json").read_text())
+        stack_env = {**clean_env(), "SCO_REDIS_URL": urls["redis_url"],
+                     "SCO_BROKER_URL": urls["broker_url"]}  # fmt: skip
+        wait_until(
+            lambda: "last prune pass" in run_cli(["check", "beat"], stack_env).stdout,
+            timeout=30, what="beat's first prune pass",
         )  # fmt: skip
+        # `prune` finds the stack's embedded Redis by --output.
+        pruned = run_cli(["prune", "--dry-run", "--output", str(output)])
         assert pruned.returncode == 0, pruned.stderr
         assert "would delete 0 recordings" in pruned.stdout
         children = psutil.Process(up.pid).children(recursive=True)
