@@ -175,7 +175,7 @@ class Sampler:
     memory: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     rss_peak: int = 0
     pss_peak: int = 0
-    rss_at_peak: dict[str, int] = field(default_factory=dict)
+    at_peak: dict[str, tuple[int, int]] = field(default_factory=dict)  # service: RSS, PSS
     stop: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> None:
@@ -185,16 +185,17 @@ class Sampler:
                 used = int(client.info("memory")["used_memory"])
                 self.memory[name] = max(self.memory[name], used)
             rss = pss = 0
-            by_service: dict[str, int] = defaultdict(int)
+            by_service: dict[str, tuple[int, int]] = defaultdict(lambda: (0, 0))
             for process in [self.up, *self.up.children(recursive=True)]:
                 try:
                     info = process.memory_full_info()
                 except psutil.Error:
                     continue
                 rss, pss = rss + info.rss, pss + info.pss
-                by_service[stack_part(process)] += info.rss
+                part = stack_part(process)
+                by_service[part] = (by_service[part][0] + info.rss, by_service[part][1] + info.pss)
             if rss > self.rss_peak:
-                self.rss_peak, self.rss_at_peak = rss, dict(by_service)
+                self.rss_peak, self.at_peak = rss, dict(by_service)
             self.pss_peak = max(self.pss_peak, pss)
 
 
@@ -455,7 +456,9 @@ def measure(
         "broker_mb": sampler.memory["broker"] / 2**20,
         "rss_mb": sampler.rss_peak / 2**20,
         "pss_mb": sampler.pss_peak / 2**20,
-        "rss_at_peak_mb": {name: rss / 2**20 for name, rss in sampler.rss_at_peak.items()},
+        "at_peak_mb": {
+            name: (rss / 2**20, pss / 2**20) for name, (rss, pss) in sampler.at_peak.items()
+        },
         "cpu": {
             name: 100 * (cpu_after[name] - cpu_before.get(name, 0.0)) / elapsed
             for name in cpu_after
@@ -584,9 +587,11 @@ LIMIT_HEADER = (
 
 def memory_row(height: int, width: int, cameras: int, frames: int, row: dict[str, Any]) -> str:
     """One row of the memory table: the frame store's peak against N frames per camera, the
-    frames shared, and each service's RSS at the stack's peak."""
+    frames shared, and each service's RSS and PSS at the stack's peak."""
     held = row["frames_mb"] * 2**20 / (cameras * frames * width * height * 3)
-    services = ", ".join(f"{name} {mb:.0f}" for name, mb in sorted(row["rss_at_peak_mb"].items()))
+    services = ", ".join(
+        f"{name} {rss:.0f} / {pss:.0f}" for name, (rss, pss) in sorted(row["at_peak_mb"].items())
+    )
     return (
         f"| {height}p | {cameras} | {held:.2f} | {row['frames_written']} / "
         f"{row['frames_encoded']} | {services} |"
@@ -652,7 +657,7 @@ def main() -> None:
     print()
     print(
         "| source | cameras | frame store peak / (cameras x N x frame bytes) "
-        "| frames written / encoded | RSS MB by service at the stack's peak |\n"
+        "| frames written / encoded | RSS / PSS MB by service at the stack's peak |\n"
         "|---|---|---|---|---|"
     )
     print("\n".join(peak_rss))
