@@ -100,6 +100,10 @@ def test_up_records_a_video_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
         (["api", "--camera-id", "../x", "--redis-url", "redis://127.0.0.1:1/0"], "SCO_CAMERA_ID"),
         (["worker"], "SCO_REDIS_URL"),
         (["up", "--source", "/nonexistent/lane.mp4"], "/nonexistent/lane.mp4"),
+        (
+            ["up", "--redis-url", "redis://127.0.0.1:1/0", "--port", str(free_port())],
+            "beat cannot reach the broker",
+        ),
     ],
 )
 def test_bad_configuration_stops_at_start_with_a_named_reason(
