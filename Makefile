@@ -39,6 +39,7 @@ bench: install  ## Every benchmark of docs/benchmarks.md (needs wrk: apt-get ins
 	$(BIN)/python -m bench.throughput
 	$(BIN)/python -m bench.api_load
 	$(BIN)/python -m bench.capacity
+	$(BIN)/python -m bench.pixel_formats
 	$(BIN)/python -m bench.naive
 	$(BIN)/python -m bench.prune
 

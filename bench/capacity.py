@@ -49,10 +49,12 @@ import psutil
 import redis
 
 from bench.floor import record_newest
-from bench.sources import real_frames
+from bench.sources import real_frames, to_h264
+from services.capture.source import open_source
+from services.capture.spec import parse_source
 from services.kernel import keys
 from services.kernel.contracts import CameraStatus, Manifest
-from services.kernel.framecodec import Pixels
+from services.kernel.framecodec import Pixels, to_bgr
 from services.runtime.redisserver import RedisServer, free_port
 from services.stores.cameras import CameraRegistry
 from services.stores.framebuffer import FrameBuffer
@@ -100,18 +102,21 @@ class HardwareLimit:
         return (os.cpu_count() or 1) / self.camera_second
 
 
-def hardware_limit(video: Path, work: Path, frames: int, interval: float) -> HardwareLimit:
-    """Decode, XADD and PNG cost per frame, measured here (medians of 60 frames)."""
-    capture = cv2.VideoCapture(str(video))
+def hardware_limit(
+    video: Path, work: Path, frames: int, interval: float, frame_format: str = "bgr"
+) -> HardwareLimit:
+    """Decode, XADD and PNG cost per frame, measured here (medians of 60 frames), with the
+    capture's own source and the worker's conversion for the frame format."""
+    source = open_source(parse_source(str(video)), frame_format=frame_format)
     decoded: list[Pixels] = []
     decode_times = []
     for _ in range(60):
         started = time.perf_counter()
-        ok, frame = capture.read()
+        got = source.read()
         decode_times.append(time.perf_counter() - started)
-        assert ok, "the counter video does not decode"
-        decoded.append(cast("Pixels", frame))
-    capture.release()
+        assert got is not None, "the counter video does not decode"
+        decoded.append(got[0])
+    source.close()
     with RedisServer(work / "limit-redis", name="limit") as server:
         client = redis.Redis.from_url(server.url)
         buffer = FrameBuffer(client, "limit")
@@ -126,6 +131,7 @@ def hardware_limit(video: Path, work: Path, frames: int, interval: float) -> Har
                 keep=frames,
                 hard_cap=frames * 2,
                 now_ms=int(time.time() * 1000),
+                pixel_format=source.pixel_format,
             )
             push_times.append(time.perf_counter() - started)
         client.close()
@@ -133,7 +139,7 @@ def hardware_limit(video: Path, work: Path, frames: int, interval: float) -> Har
     encode_times = []
     for frame in decoded[:20]:
         started = time.perf_counter()
-        encode(frame)
+        encode(to_bgr(frame, source.pixel_format))
         encode_times.append(time.perf_counter() - started)
     return HardwareLimit(
         statistics.median(decode_times),
@@ -247,6 +253,7 @@ def store_file(work: Path, video: Path, cameras: int, args: argparse.Namespace) 
         "[defaults]",
         f"frames = {args.frames}",
         f"workers = {args.workers}",
+        f'frame_format = "{args.frame_format}"',
         f"port = {args.port}",
         'log_level = "WARNING"',
         "max_queued = 100000",
@@ -617,6 +624,12 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=30)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--size", help="WIDTHxHEIGHT instead of the resolutions (smoke runs)")
+    parser.add_argument("--frame-format", choices=["bgr", "yuv"], default="bgr")
+    parser.add_argument(
+        "--codec", choices=["mjpeg", "h264"],
+        help="the counter clip's codec; default mjpeg, h264 with yuv (H.264 decodes to YUV "
+        "4:2:0, MJPEG does not; h264 needs ffmpeg)",
+    )  # fmt: skip
     parser.add_argument(
         "--runs", type=int, default=1, help="runs of each count; it passes when most of them do"
     )
@@ -632,7 +645,9 @@ def main() -> None:
         print(HEADER, flush=True)
         for width, height in sizes:
             video = counter_video(work / f"counter-{height}p.avi", width, height)
-            limit = hardware_limit(video, work, args.frames, args.interval)
+            if (args.codec or ("h264" if args.frame_format == "yuv" else "mjpeg")) == "h264":
+                video = to_h264(video, video.with_suffix(".mp4"))
+            limit = hardware_limit(video, work, args.frames, args.interval, args.frame_format)
             passing, tally = 0, []
             for cameras in range(args.min_cameras, args.max_cameras + 1):
                 passed = 0

@@ -21,4 +21,4 @@ def record_newest(
     with storage.staging(name) as staged:
         frames = buffer.read(window.ids[0], window.ids[-1], page_bytes)
         for number, frame in enumerate(frames):
-            staged.write(f"frame_{number:04d}.png", encode(frame.pixels))
+            staged.write(f"frame_{number:04d}.png", encode(frame.picture()))

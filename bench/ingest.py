@@ -24,7 +24,7 @@ import redis
 from bench.sources import real_frames
 from services.capture.service import Capture
 from services.capture.spec import SourceSpec
-from services.kernel.framecodec import Pixels
+from services.kernel.framecodec import PixelFormat, Pixels
 from services.kernel.settings import Settings
 from services.runtime.redisserver import RedisServer
 from services.stores.cameras import CameraRegistry
@@ -38,6 +38,7 @@ class MemorySource:
     """A live source that hands out decoded frames as fast as they are asked for."""
 
     fps = 30.0
+    pixel_format: PixelFormat = "bgr"
 
     def __init__(self, frames: list[Pixels], total: int, done: threading.Event) -> None:
         self.frames = frames

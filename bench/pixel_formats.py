@@ -1,7 +1,6 @@
-"""What the frame store would gain by holding the decoder's own pixels (YUV 4:2:0) instead
-of BGR: the floors of the design in docs/benchmarks.md ("Frames as the decoder made them").
+"""What the frame store gains by holding the decoder's own pixels (YUV 4:2:0, what
+`SCO_FRAME_FORMAT=yuv` holds) instead of BGR: the floors, docs/benchmarks.md section 8.
 
-    pip install av   # PyAV: not a dependency of the recorder (yet)
     python -m bench.pixel_formats
 
 Per resolution, on the sample clip re-encoded as H.264 (what cameras send; needs ffmpeg):
@@ -16,20 +15,19 @@ Medians of --runs runs, each after a warm-up pass.
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import av
 import cv2
 import numpy as np
 import redis
 
-from bench.sources import real_frames
+from bench.sources import real_frames, to_h264
 from services.runtime.heap import keep_heap
 from services.runtime.redisserver import RedisServer
 
@@ -39,20 +37,13 @@ Decode = Callable[[Path, int], tuple[float, list[Any]]]
 
 def h264_video(path: Path, width: int, height: int, frames: int) -> Path:
     """The sample clip at width x height as H.264, as a camera's stream would be."""
-    ffmpeg = shutil.which("ffmpeg")
-    if ffmpeg is None:
-        raise SystemExit("needs ffmpeg (apt-get install ffmpeg) to write H.264")
     raw = path.with_suffix(".avi")
     writer = cv2.VideoWriter(str(raw), cv2.VideoWriter.fourcc(*"MJPG"), 30.0, (width, height))
     writer.set(cv2.VIDEOWRITER_PROP_QUALITY, 95)
     for frame in real_frames(width, height, frames):
         writer.write(frame)
     writer.release()
-    encode = ["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p"]
-    subprocess.run(
-        [ffmpeg, "-loglevel", "error", "-y", "-i", str(raw), *encode, str(path)], check=True
-    )
-    return path
+    return to_h264(raw, path)
 
 
 def opencv_bgr(video: Path, count: int) -> tuple[float, list[Any]]:
@@ -72,8 +63,6 @@ def opencv_bgr(video: Path, count: int) -> tuple[float, list[Any]]:
 
 def pyav_yuv(video: Path, count: int) -> tuple[float, list[Any]]:
     """CPU ms per frame decoding `count` frames to yuv420p planes with PyAV, and the frames."""
-    import av  # noqa: PLC0415  # optional: only this benchmark needs it
-
     frames: list[Any] = []
     started = time.process_time()
     with av.open(str(video)) as container:
@@ -134,6 +123,17 @@ def measure(video: Path, client: redis.Redis, count: int, keep: int) -> dict[str
     return row
 
 
+def table_row(label: str, row: dict[str, float]) -> str:
+    """One markdown row of the figures of `measure`."""
+    return (
+        f"| {label} | {row['bgr_decode']:.1f} / {row['yuv_decode']:.1f} "
+        f"| {row['bgr_bytes'] / 2**20:.2f} / {row['yuv_bytes'] / 2**20:.2f} "
+        f"| {row['bgr_xadd']:.2f} / {row['yuv_xadd']:.2f} "
+        f"| {row['bgr_stored'] / 2**20:.0f} / {row['yuv_stored'] / 2**20:.0f} "
+        f"| {row['convert']:.2f} | {row['max_diff']:.0f} / {row['mean_diff']:.2f} |"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--resolutions", default="720,1080")
@@ -142,10 +142,6 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     keep_heap()  # as the capture and the worker do: frame-sized buffers are not faulted in anew
-    try:
-        import av  # noqa: F401, PLC0415  # checked first: a missing PyAV fails before any work
-    except ImportError:
-        raise SystemExit("needs PyAV: pip install av") from None
     print(
         "| source | decode CPU ms/frame BGR / YUV | MiB/frame BGR / YUV | XADD ms BGR / YUV "
         "| N frames in Redis MiB BGR / YUV | worker I420->BGR ms | max / mean diff |\n"
@@ -157,14 +153,10 @@ def main() -> None:
             width = SIZES[height][0]
             video = h264_video(Path(work) / f"clip-{height}.mp4", width, height, args.frames)
             runs = [measure(video, client, args.frames, args.keep) for _ in range(args.runs)]
+            for number, run in enumerate(runs, 1):
+                print(table_row(f"{height}p H.264, run {number}", run), flush=True)
             mid = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
-            print(
-                f"| {height}p H.264 | {mid['bgr_decode']:.1f} / {mid['yuv_decode']:.1f} "
-                f"| {mid['bgr_bytes'] / 2**20:.2f} / {mid['yuv_bytes'] / 2**20:.2f} "
-                f"| {mid['bgr_xadd']:.2f} / {mid['yuv_xadd']:.2f} "
-                f"| {mid['bgr_stored'] / 2**20:.0f} / {mid['yuv_stored'] / 2**20:.0f} "
-                f"| {mid['convert']:.2f} | {mid['max_diff']:.0f} / {mid['mean_diff']:.2f} |"
-            )
+            print(table_row(f"**{height}p H.264, median of {len(runs)}**", mid))
         client.close()
 
 

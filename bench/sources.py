@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 from typing import cast
 
@@ -34,3 +36,18 @@ def write_real_video(path: Path, width: int, height: int, fps: float = 30.0) -> 
         writer.write(frame)
     writer.release()
     return path
+
+
+def to_h264(source: Path, target: Path) -> Path:
+    """`source` re-encoded as H.264 in YUV 4:2:0, as a camera streams it (x264's defaults,
+    CRF 23: a counter strip's cells survive), by ffmpeg: OpenCV cannot write H.264."""
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        raise SystemExit("needs ffmpeg (apt-get install ffmpeg) to write H.264")
+    if not target.exists():
+        subprocess.run(  # ffmpeg on our own files
+            [ffmpeg, "-loglevel", "error", "-y", "-i", str(source), "-c:v", "libx264",
+             "-preset", "veryfast", "-pix_fmt", "yuv420p", str(target)],
+            check=True,
+        )  # fmt: skip
+    return target

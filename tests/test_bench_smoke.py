@@ -15,12 +15,25 @@ from tests.test_docker_files import ROOT
 
 pytestmark = pytest.mark.e2e
 
+CAPACITY = (
+    "capacity",
+    "--size",
+    "320x240",
+    "--max-cameras",
+    "1",
+    "--seconds",
+    "4",
+    "--warmup",
+    "1",
+)
 SMOKE = [
     ("encoders", "--frames", "2", "--repeats", "1"),
     ("ingest", "--frames", "20", "--runs", "1"),
     ("latency", "--events", "1", "--spacing", "0", "--floor-runs", "1"),
     ("naive", "--events", "1"),
-    ("capacity", "--size", "320x240", "--max-cameras", "1", "--seconds", "4", "--warmup", "1"),
+    CAPACITY,
+    (*CAPACITY, "--frame-format", "yuv"),
+    ("pixel_formats", "--resolutions", "720", "--frames", "20", "--keep", "10", "--runs", "1"),
 ]
 
 

@@ -14,11 +14,13 @@ import pytest
 import redis
 
 from services.kernel import keys
+from services.kernel.framecodec import I420
 from services.kernel.settings import Settings
 from tests.support.frames import assert_right_frames, load_manifest
 from tests.support.observer import StreamObserver
 from tests.support.processes import Service, start_worker
 from tests.support.servers import Servers, base_settings
+from tests.support.videos import write_h264
 from tests.support.waiting import wait_final
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("session_worker")]
@@ -65,6 +67,30 @@ def test_saved_frames_are_the_n_just_before_the_event(
     assert manifest["metadata"] == {"sku": "4006381333931"}
     assert manifest["transaction_id"] == "T-1001"
     assert_right_frames(manifest, observer)
+
+
+def test_frames_held_as_the_decoders_yuv_are_the_right_ones_in_the_png(
+    settings: Settings,
+    tmp_path: Path,
+    api_factory: ApiFactory,
+    capture_factory: CaptureFactory,
+    observer_factory: ObserverFactory,
+) -> None:
+    """SCO_FRAME_FORMAT=yuv on an H.264 file: the stream holds the decoder's I420 planes, half
+    of BGR's bytes, and the recording is still exactly the N frames before the event, each
+    PNG the planes' picture with its frame's index."""
+    video = write_h264(tmp_path / "lane.mp4", frames=500)
+    settings = settings.model_copy(update={"source": str(video), "frame_format": "yuv"})
+    client, observer = start_lane(settings, api_factory, capture_factory, observer_factory)
+    answer = client.post("/v1/events", json={"transaction_id": "T-YUV"})
+    assert answer.status_code == 202, answer.text
+    recording = wait_final(client, answer.json()["recording_id"])
+    assert recording["status"] == "complete", recording
+    assert {frame.pixel_format for frame in observer.frames} == {I420}
+    assert {frame.pixels.nbytes for frame in observer.frames} == {320 * 240 * 3 // 2}
+    (camera,) = client.get("/v1/cameras").json()
+    assert (camera["width"], camera["height"]) == (320, 240)
+    assert_right_frames(load_manifest(recording), observer)
 
 
 def test_frames_survive_a_worker_that_starts_five_seconds_late(

@@ -193,19 +193,21 @@ def serve_stream(video: Path, port: int) -> subprocess.Popen[bytes]:
     )  # fmt: skip
 
 
+@pytest.mark.parametrize("frame_format", ["bgr", "yuv"])  # decoded by OpenCV, by PyAV
 def test_a_network_source_that_stops_and_returns_is_reconnected(
     servers: Servers,
     recordings_root: Path,
     video: Path,
     api_factory: ApiFactory,
     capture_factory: CaptureFactory,
+    frame_format: str,
 ) -> None:
     """ffmpeg stops: the heartbeat shows the error and /readyz fails; it returns: frames flow."""
     port = free_port()
     server = serve_stream(video, port)
     settings = base_settings(
         servers, recordings_root, source=f"http://127.0.0.1:{port}/lane.mjpg",
-        stale_after=1.5, source_timeout=2.0,
+        stale_after=1.5, source_timeout=2.0, frame_format=frame_format,
     )  # fmt: skip
     try:
         capture_factory(settings)

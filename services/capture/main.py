@@ -40,7 +40,9 @@ def main(settings: Settings) -> None:
             spec=spec,
             buffer=FrameBuffer(client, settings.camera_id),
             registry=CameraRegistry(client),
-            opener=functools.partial(open_source, timeout=settings.source_timeout),
+            opener=functools.partial(
+                open_source, timeout=settings.source_timeout, frame_format=settings.frame_format
+            ),
             metrics=metrics,
         )
         log.info("camera %s: capturing %s", settings.camera_id, spec.shown)

@@ -16,7 +16,7 @@ from services.capture.source import FrameSource
 from services.capture.spec import SourceError, SourceSpec
 from services.kernel.backoff import compute_backoff
 from services.kernel.contracts import CameraStatus, from_us, utcnow
-from services.kernel.framecodec import Pixels
+from services.kernel.framecodec import PixelFormat, Pixels, picture_height
 from services.kernel.outages import TRANSIENT
 from services.kernel.redact import mask_credentials
 from services.kernel.settings import Settings
@@ -188,6 +188,7 @@ class Capture:
         self._next_heartbeat = 0.0
         self._keep = settings.frames
         self._cap = buffer_cap(settings, 1.0)
+        self._pixel_format: PixelFormat = "bgr"
 
     def run(self, stop: threading.Event) -> None:
         """Capture until `stop` is set; live sources are reopened with backoff.
@@ -250,6 +251,7 @@ class Capture:
         holds Redis for a moment), so a slow push delays the push, not the next read.
         """
         fps = self.settings.fps or source.fps  # a store file may know the camera better
+        self._pixel_format = source.pixel_format  # one per opening (see PyAVSource)
         self._cap = buffer_cap(self.settings, fps)
         self._keep = frames_kept(self.settings, fps)
         reader = Reader(self, source, 1.0 / fps, stop)
@@ -300,7 +302,8 @@ class Capture:
         counters.lag = max(0.0, now - seen)
         self.metrics.lag.observe(counters.lag)
         counters.frames_read += 1
-        counters.height, counters.width = pixels.shape[0], pixels.shape[1]
+        counters.height = picture_height(pixels, self._pixel_format)
+        counters.width = pixels.shape[1]
         self.metrics.frames.inc()
         try:
             with self.metrics.append_seconds.time():
@@ -326,6 +329,7 @@ class Capture:
             keep=self._keep,
             hard_cap=self._cap,
             now_ms=int(now * 1000),
+            pixel_format=self._pixel_format,
         )
 
     def _heartbeat(self, force: bool = False) -> None:

@@ -179,6 +179,11 @@ class Settings(BaseSettings):
         gt=0,
         description="Seconds a network source may stay silent before a reconnect.",
     )
+    frame_format: Literal["bgr", "yuv"] = Field(
+        default="bgr",
+        description="Frames held as BGR (OpenCV), or as the decoder's YUV 4:2:0 where a file "
+        "or stream decodes to it (PyAV): half the bytes to push, hold and read.",
+    )
     cameras: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Cameras the API accepts events for (comma-separated); default: camera_id.",

@@ -18,7 +18,7 @@ import redis
 from redis import asyncio as aioredis
 
 from services.kernel import keys
-from services.kernel.framecodec import Frame, Pixels, decode_entry, encode_entry
+from services.kernel.framecodec import Frame, PixelFormat, Pixels, decode_entry, encode_entry
 from services.stores.scripts import ADVANCE, PIN, TRIM
 
 log = logging.getLogger(__name__)
@@ -183,10 +183,11 @@ class FrameBuffer(BufferKeys):
         keep: int,
         hard_cap: int,
         now_ms: int,
+        pixel_format: PixelFormat = "bgr",
     ) -> str:
         """Add a frame with an ID ordered by capture time, index it, and trim the stream."""
         stream_id = self._next_id(captured_us // 1000)
-        fields = encode_entry(pixels, source_index, sequence, captured_us)
+        fields = encode_entry(pixels, source_index, sequence, captured_us, pixel_format)
         # One round trip, no MULTI: Redis runs the three in order, so the index never names a
         # frame the stream lacks; a reader in between misses at most the newest frame, which
         # the worker waits for anyway.

@@ -326,7 +326,7 @@ class Recorder:
             linked.set_result(record.model_copy(update={"sha256": digest}))
             return linked
         self.metrics.frames.labels("encoded").inc()
-        png = self.encode(frame.pixels)
+        png = self.encode(frame.picture())
         offer = functools.partial(shared.offer, camera_id, staged) if shared else None
         return writer.submit(_write_frame, staged, record, png, offer)
 
@@ -335,7 +335,7 @@ class Recorder:
     ) -> None:
         """The newest frame, small; read back from its PNG if an earlier attempt wrote it."""
         if newest is not None:
-            staged.write(THUMBNAIL, thumbnail(newest.pixels))
+            staged.write(THUMBNAIL, thumbnail(newest.picture()))
         elif records:
             pixels = cv2.imread(str(staged.path / records[-1].file), cv2.IMREAD_UNCHANGED)
             staged.write(THUMBNAIL, thumbnail(cast(Pixels, pixels)))

@@ -14,7 +14,7 @@ import redis
 from services.capture.service import Capture
 from services.capture.source import FrameSource, open_source
 from services.capture.spec import SourceError, SourceSpec, parse_source
-from services.kernel.framecodec import Pixels
+from services.kernel.framecodec import PixelFormat, Pixels
 from services.kernel.settings import Settings
 from services.stores.cameras import CameraRegistry
 from services.stores.framebuffer import FrameBuffer
@@ -67,6 +67,7 @@ class FlakyCamera:
     """A fake camera: delivers a few frames, then fails; at its frame rate, or at once."""
 
     fps = 50.0
+    pixel_format: PixelFormat = "bgr"
 
     def __init__(self, frames: int, *, paced: bool = True) -> None:
         self.left = frames

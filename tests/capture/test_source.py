@@ -8,7 +8,8 @@ import pytest
 
 from services.capture.source import open_source
 from services.capture.spec import SourceError, parse_source, sample_video
-from tests.support.videos import read_index, write_video
+from services.kernel.framecodec import I420, to_bgr
+from tests.support.videos import read_index, write_h264, write_video
 
 
 def test_a_file_loops_back_to_its_first_frame(tmp_path: Path) -> None:
@@ -32,12 +33,46 @@ def test_a_missing_file_names_the_source(tmp_path: Path) -> None:
         parse_source(str(tmp_path / "nope.mp4"))
 
 
-def test_a_corrupt_file_names_the_source(tmp_path: Path) -> None:
-    """A file OpenCV cannot decode fails with its name."""
+@pytest.mark.parametrize("frame_format", ["bgr", "yuv"])
+def test_a_corrupt_file_names_the_source(tmp_path: Path, frame_format: str) -> None:
+    """A file the decoder cannot read fails with its name, whichever library opens it."""
     corrupt = tmp_path / "corrupt.mp4"
     corrupt.write_bytes(b"\x00not a video" * 100)
     with pytest.raises(SourceError, match=r"corrupt\.mp4"):
-        open_source(parse_source(str(corrupt))).read()
+        open_source(parse_source(str(corrupt)), frame_format=frame_format).read()
+
+
+def test_an_h264_file_gives_the_decoders_yuv_planes_and_loops(tmp_path: Path) -> None:
+    """With SCO_FRAME_FORMAT=yuv an H.264 file's frames come as the decoder made them: I420
+    planes, half of BGR's bytes, whose picture carries the frame's index; the file loops."""
+    video = write_h264(tmp_path / "v.mp4", frames=5)
+    source = open_source(parse_source(str(video)), frame_format="yuv")
+    assert source.pixel_format == I420
+    indexes = []
+    for _ in range(7):
+        got = source.read()
+        assert got is not None
+        planes, index = got
+        assert planes.shape == (240 * 3 // 2, 320)
+        assert read_index(to_bgr(planes, I420)) == index
+        indexes.append(index)
+    assert source.position() is not None
+    source.close()
+    assert indexes == [0, 1, 2, 3, 4, 0, 1]
+    assert source.fps == 25.0
+
+
+def test_a_stream_not_in_yuv_420_is_decoded_to_bgr(tmp_path: Path) -> None:
+    """MJPEG decodes to full-range YUV (yuvj420p), which the worker's conversion is not for:
+    its frames come as BGR, as with OpenCV."""
+    source = open_source(parse_source(str(write_video(tmp_path / "v.avi", 3))), frame_format="yuv")
+    assert source.pixel_format == "bgr"
+    got = source.read()
+    source.close()
+    assert got is not None
+    pixels, index = got
+    assert pixels.shape == (240, 320, 3)
+    assert read_index(pixels) == index == 0
 
 
 def test_sources_are_classified_by_form() -> None:

@@ -14,7 +14,7 @@ import redis
 
 from services.capture.service import Capture, LiveStamps
 from services.capture.spec import SourceSpec
-from services.kernel.framecodec import Pixels
+from services.kernel.framecodec import PixelFormat, Pixels
 from services.stores.cameras import CameraRegistry
 from services.stores.framebuffer import FrameBuffer
 from tests.support.servers import Servers, base_settings
@@ -38,6 +38,7 @@ class SlowFile:
     """A 25 fps file whose every frame takes 45 ms to decode; the test stops after `frames`."""
 
     fps = FPS
+    pixel_format: PixelFormat = "bgr"
 
     def __init__(self, clock: Clock, frames: int, stop: threading.Event) -> None:
         self.clock, self.frames, self.stop = clock, frames, stop

@@ -48,5 +48,5 @@ def assert_right_frames(manifest: dict[str, object], observer: StreamObserver) -
         assert hashlib.sha256(png_bytes).hexdigest() == record["sha256"]
         decoded = cv2.imread(str(path / record["file"]), cv2.IMREAD_UNCHANGED)
         assert decoded is not None
-        assert np.array_equal(decoded, raw.pixels), "PNG differs from the raw frame"
+        assert np.array_equal(decoded, raw.picture()), "PNG differs from the raw frame"
         assert read_index(decoded) == record["source_index"] == raw.source_index

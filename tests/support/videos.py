@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,22 @@ def draw_index(index: int, width: int, height: int) -> Pixels:
         frame, str(index), (8, height - 12), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (255, 255, 255), 2
     )
     return frame
+
+
+def write_h264(
+    path: Path, frames: int, width: int = 320, height: int = 240, fps: float = 25.0
+) -> Path:
+    """The indexed frames as lossless H.264 in YUV 4:2:0 (what a camera sends, without the
+    loss), written by ffmpeg: OpenCV cannot write H.264."""
+    ffmpeg = shutil.which("ffmpeg")
+    assert ffmpeg is not None, "these tests need ffmpeg (apt-get install ffmpeg)"
+    mjpeg = write_video(path.with_suffix(".avi"), frames, width, height, fps)
+    subprocess.run(  # ffmpeg on the test's own file
+        [ffmpeg, "-loglevel", "error", "-y", "-i", str(mjpeg), "-c:v", "libx264",
+         "-preset", "ultrafast", "-qp", "0", "-pix_fmt", "yuv420p", str(path)],
+        check=True, timeout=120,
+    )  # fmt: skip
+    return path
 
 
 def read_index(frame: NDArray[Any]) -> int:
