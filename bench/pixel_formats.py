@@ -18,7 +18,6 @@ import argparse
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,23 +26,16 @@ import cv2
 import numpy as np
 import redis
 
-from bench.sources import real_frames, to_h264
+from bench.sources import to_h264, write_real_video
 from services.runtime.heap import keep_heap
 from services.runtime.redisserver import RedisServer
 
 SIZES = {720: (1280, 720), 1080: (1920, 1080)}
-Decode = Callable[[Path, int], tuple[float, list[Any]]]
 
 
 def h264_video(path: Path, width: int, height: int, frames: int) -> Path:
     """The sample clip at width x height as H.264, as a camera's stream would be."""
-    raw = path.with_suffix(".avi")
-    writer = cv2.VideoWriter(str(raw), cv2.VideoWriter.fourcc(*"MJPG"), 30.0, (width, height))
-    writer.set(cv2.VIDEOWRITER_PROP_QUALITY, 95)
-    for frame in real_frames(width, height, frames):
-        writer.write(frame)
-    writer.release()
-    return to_h264(raw, path)
+    return to_h264(write_real_video(path.with_suffix(".avi"), width, height, frames=frames), path)
 
 
 def opencv_bgr(video: Path, count: int) -> tuple[float, list[Any]]:
@@ -91,7 +83,7 @@ def xadd_ms(client: redis.Redis, frames: list[Any], keep: int) -> tuple[float, i
     return 1000 * statistics.median(times), used
 
 
-def to_bgr(frames: list[Any]) -> float:
+def conversion_ms(frames: list[Any]) -> float:
     """Ms per frame converting yuv420p planes to BGR as the worker would: one frame at a
     time into the same buffer (kept memory, as the worker's heap is)."""
     height, width = frames[0].shape[0] * 2 // 3, frames[0].shape[1]
@@ -113,7 +105,7 @@ def measure(video: Path, client: redis.Redis, count: int, keep: int) -> dict[str
         if name == "bgr":
             bgr = frames
         else:
-            row["convert"] = to_bgr(frames)
+            row["convert"] = conversion_ms(frames)
             differences = [
                 np.abs(cv2.cvtColor(planes, cv2.COLOR_YUV2BGR_I420).astype(np.int16) - reference)
                 for planes, reference in zip(frames[:10], bgr, strict=False)

@@ -28,11 +28,13 @@ def real_frames(width: int, height: int, count: int) -> list[Pixels]:
     return frames
 
 
-def write_real_video(path: Path, width: int, height: int, fps: float = 30.0) -> Path:
+def write_real_video(
+    path: Path, width: int, height: int, fps: float = 30.0, frames: int = 132
+) -> Path:
     """The sample clip at width x height and `fps`, as high-quality MJPEG a camera might send."""
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, (width, height))
     writer.set(cv2.VIDEOWRITER_PROP_QUALITY, 95)
-    for frame in real_frames(width, height, 132):
+    for frame in real_frames(width, height, frames):
         writer.write(frame)
     writer.release()
     return path
