@@ -55,6 +55,7 @@ from services.capture.spec import parse_source
 from services.kernel import keys
 from services.kernel.contracts import CameraStatus, Manifest
 from services.kernel.framecodec import Pixels, to_bgr
+from services.kernel.settings import Settings
 from services.runtime.redisserver import RedisServer, free_port
 from services.stores.cameras import CameraRegistry
 from services.stores.framebuffer import FrameBuffer
@@ -132,6 +133,7 @@ def hardware_limit(
                 hard_cap=frames * 2,
                 now_ms=int(time.time() * 1000),
                 pixel_format=source.pixel_format,
+                colour=source.colour,
             )
             push_times.append(time.perf_counter() - started)
         client.close()
@@ -139,7 +141,7 @@ def hardware_limit(
     encode_times = []
     for frame in decoded[:20]:
         started = time.perf_counter()
-        encode(to_bgr(frame, source.pixel_format))
+        encode(to_bgr(frame, source.pixel_format, source.colour))
         encode_times.append(time.perf_counter() - started)
     return HardwareLimit(
         statistics.median(decode_times),
@@ -624,11 +626,15 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=30)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--size", help="WIDTHxHEIGHT instead of the resolutions (smoke runs)")
-    parser.add_argument("--frame-format", choices=["bgr", "yuv"], default="bgr")
+    recorders = Settings.model_fields["frame_format"].default
+    parser.add_argument(
+        "--frame-format", choices=["bgr", "yuv"], default=recorders,
+        help=f"SCO_FRAME_FORMAT of the stack; default the recorder's, {recorders}",
+    )  # fmt: skip
     parser.add_argument(
         "--codec", choices=["mjpeg", "h264"],
-        help="the counter clip's codec; default mjpeg, h264 with yuv (H.264 decodes to YUV "
-        "4:2:0, MJPEG does not; h264 needs ffmpeg)",
+        help="the counter clip's codec; default h264 (what cameras send; needs ffmpeg), "
+        "mjpeg with --frame-format bgr (OpenCV writes it)",
     )  # fmt: skip
     parser.add_argument(
         "--runs", type=int, default=1, help="runs of each count; it passes when most of them do"

@@ -24,7 +24,7 @@ import redis
 from bench.sources import real_frames
 from services.capture.service import Capture
 from services.capture.spec import SourceSpec
-from services.kernel.framecodec import PixelFormat, Pixels
+from services.kernel.framecodec import UNSPECIFIED, Colour, PixelFormat, Pixels
 from services.kernel.settings import Settings
 from services.runtime.redisserver import RedisServer
 from services.stores.cameras import CameraRegistry
@@ -39,6 +39,7 @@ class MemorySource:
 
     fps = 30.0
     pixel_format: PixelFormat = "bgr"
+    colour: Colour = UNSPECIFIED
 
     def __init__(self, frames: list[Pixels], total: int, done: threading.Event) -> None:
         self.frames = frames

@@ -7,8 +7,8 @@ Per resolution, on the sample clip re-encoded as H.264 (what cameras send; needs
 - decode: CPU ms per frame, OpenCV to BGR (today) against PyAV to yuv420p, same libavcodec;
 - bytes per frame, and what N = 30 frames take in a Redis stream (a real server);
 - XADD: ms per frame, median, into a private Redis;
-- what the worker would add: I420 -> BGR before the PNG, ms per frame, and how far its
-  pixels are from OpenCV's own conversion (both BT.601; OpenCV's goes through swscale).
+- what the worker adds: I420 -> BGR before the PNG (`framecodec.to_bgr`), ms per frame,
+  and how far its pixels are from OpenCV's own decoding to BGR (they should not differ).
 Medians of --runs runs, each after a warm-up pass.
 """
 
@@ -19,14 +19,14 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
-import av
-import cv2
 import numpy as np
 import redis
 
 from bench.sources import to_h264, write_real_video
+from services.capture.source import open_source
+from services.capture.spec import parse_source
+from services.kernel.framecodec import I420, Colour, Pixels, to_bgr
 from services.runtime.heap import keep_heap
 from services.runtime.redisserver import RedisServer
 
@@ -38,36 +38,20 @@ def h264_video(path: Path, width: int, height: int, frames: int) -> Path:
     return to_h264(write_real_video(path.with_suffix(".avi"), width, height, frames=frames), path)
 
 
-def opencv_bgr(video: Path, count: int) -> tuple[float, list[Any]]:
-    """CPU ms per frame decoding `count` frames to BGR with OpenCV, and the frames."""
-    capture = cv2.VideoCapture(str(video))
-    frames: list[Any] = []
+def decode(video: Path, count: int, frame_format: str) -> tuple[float, list[Pixels], Colour]:
+    """CPU ms per frame decoding `count` frames with the capture's own source for the frame
+    format (OpenCV to BGR, PyAV to the decoder's planes), the frames, and their colour."""
+    source = open_source(parse_source(str(video)), frame_format=frame_format)
+    frames: list[Pixels] = []
     started = time.process_time()
-    while len(frames) < count:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
+    while len(frames) < count and (got := source.read()) is not None:
+        frames.append(got[0])
     spent = time.process_time() - started
-    capture.release()
-    return 1000 * spent / len(frames), frames
+    source.close()
+    return 1000 * spent / len(frames), frames, source.colour
 
 
-def pyav_yuv(video: Path, count: int) -> tuple[float, list[Any]]:
-    """CPU ms per frame decoding `count` frames to yuv420p planes with PyAV, and the frames."""
-    frames: list[Any] = []
-    started = time.process_time()
-    with av.open(str(video)) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"  # as OpenCV decodes: frame threads
-        for frame in container.decode(stream):
-            frames.append(frame.to_ndarray(format="yuv420p"))  # Y, U, V stacked: h * 3/2 rows
-            if len(frames) == count:
-                break
-    return 1000 * (time.process_time() - started) / len(frames), frames
-
-
-def xadd_ms(client: redis.Redis, frames: list[Any], keep: int) -> tuple[float, int]:
+def xadd_ms(client: redis.Redis, frames: list[Pixels], keep: int) -> tuple[float, int]:
     """Median ms per XADD of these frames into a stream capped at `keep`, and the bytes the
     server uses once it holds `keep` of them."""
     client.delete("frames")
@@ -83,31 +67,28 @@ def xadd_ms(client: redis.Redis, frames: list[Any], keep: int) -> tuple[float, i
     return 1000 * statistics.median(times), used
 
 
-def conversion_ms(frames: list[Any]) -> float:
-    """Ms per frame converting yuv420p planes to BGR as the worker would: one frame at a
-    time into the same buffer (kept memory, as the worker's heap is)."""
-    height, width = frames[0].shape[0] * 2 // 3, frames[0].shape[1]
-    picture = np.empty((height, width, 3), np.uint8)
+def conversion_ms(frames: list[Pixels], colour: Colour) -> float:
+    """Ms per frame converting I420 planes to BGR as the worker does."""
     started = time.perf_counter()
     for planes in frames:
-        cv2.cvtColor(planes, cv2.COLOR_YUV2BGR_I420, dst=picture)
+        to_bgr(planes, I420, colour)
     return 1000 * (time.perf_counter() - started) / len(frames)
 
 
 def measure(video: Path, client: redis.Redis, count: int, keep: int) -> dict[str, float]:
     """One run: every figure of a row."""
     row: dict[str, float] = {}
-    for name, decode in (("bgr", opencv_bgr), ("yuv", pyav_yuv)):
-        decode(video, 10)  # warm the decoder's libraries and caches
-        row[f"{name}_decode"], frames = decode(video, count)
+    for name in ("bgr", "yuv"):
+        decode(video, 10, name)  # warm the decoder's libraries and caches
+        row[f"{name}_decode"], frames, colour = decode(video, count, name)
         row[f"{name}_bytes"] = frames[0].nbytes
         row[f"{name}_xadd"], row[f"{name}_stored"] = xadd_ms(client, frames, keep)
         if name == "bgr":
             bgr = frames
         else:
-            row["convert"] = conversion_ms(frames)
+            row["convert"] = conversion_ms(frames, colour)
             differences = [
-                np.abs(cv2.cvtColor(planes, cv2.COLOR_YUV2BGR_I420).astype(np.int16) - reference)
+                np.abs(to_bgr(planes, I420, colour).astype(np.int16) - reference)
                 for planes, reference in zip(frames[:10], bgr, strict=False)
             ]
             row["max_diff"] = float(max(int(d.max()) for d in differences))

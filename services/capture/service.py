@@ -16,7 +16,7 @@ from services.capture.source import FrameSource
 from services.capture.spec import SourceError, SourceSpec
 from services.kernel.backoff import compute_backoff
 from services.kernel.contracts import CameraStatus, from_us, utcnow
-from services.kernel.framecodec import PixelFormat, Pixels, picture_height
+from services.kernel.framecodec import UNSPECIFIED, PixelFormat, Pixels, picture_height
 from services.kernel.outages import TRANSIENT
 from services.kernel.redact import mask_credentials
 from services.kernel.settings import Settings
@@ -189,6 +189,7 @@ class Capture:
         self._keep = settings.frames
         self._cap = buffer_cap(settings, 1.0)
         self._pixel_format: PixelFormat = "bgr"
+        self._colour = UNSPECIFIED
 
     def run(self, stop: threading.Event) -> None:
         """Capture until `stop` is set; live sources are reopened with backoff.
@@ -252,6 +253,7 @@ class Capture:
         """
         fps = self.settings.fps or source.fps  # a store file may know the camera better
         self._pixel_format = source.pixel_format  # one per opening (see PyAVSource)
+        self._colour = source.colour
         self._cap = buffer_cap(self.settings, fps)
         self._keep = frames_kept(self.settings, fps)
         reader = Reader(self, source, 1.0 / fps, stop)
@@ -330,6 +332,7 @@ class Capture:
             hard_cap=self._cap,
             now_ms=int(now * 1000),
             pixel_format=self._pixel_format,
+            colour=self._colour,
         )
 
     def _heartbeat(self, force: bool = False) -> None:

@@ -2,11 +2,15 @@
 
 A frame is BGR (or grey), as OpenCV decodes, or the decoder's own YUV 4:2:0 planes (I420:
 the Y plane, then U, then V, stacked as H x 3/2 rows of W bytes), half the bytes of BGR
-(`SCO_FRAME_FORMAT=yuv`). The worker turns either into the BGR picture it saves.
+(`SCO_FRAME_FORMAT=yuv`), with the colour description the stream gave them. The worker
+turns either into the BGR picture it saves: for I420, by the conversion OpenCV's capture
+would have made (FFmpeg's swscale, honouring that description), so the PNGs are the same
+byte for byte whichever way the frame travelled.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Literal, cast
 
@@ -21,19 +25,41 @@ PixelFormat = Literal["bgr", "i420"]  # "bgr" covers grey and any channels OpenC
 I420: PixelFormat = "i420"
 
 
+@dataclass(frozen=True)
+class Colour:
+    """How YUV planes map to colours, in FFmpeg's numbers: the matrix (AVColorSpace: 1 is
+    BT.709, 5 and 6 BT.601) and the range (AVColorRange: 1 limited, 2 full). Unspecified (2,
+    0) converts as BT.601 in limited range, as FFmpeg does."""
+
+    space: int = 2
+    range: int = 0
+
+
+UNSPECIFIED = Colour()
+
+
 def picture_height(pixels: Pixels, pixel_format: PixelFormat) -> int:
     """Rows of the picture: I420 stacks its chroma planes under the Y plane's rows."""
     rows = int(pixels.shape[0])
     return rows * 2 // 3 if pixel_format == I420 else rows
 
 
-def to_bgr(pixels: Pixels, pixel_format: PixelFormat) -> Pixels:
-    """The picture as BGR (grey stays grey): I420 converted (BT.601, as OpenCV decodes)."""
+def to_bgr(pixels: Pixels, pixel_format: PixelFormat, colour: Colour = UNSPECIFIED) -> Pixels:
+    """The picture as BGR (grey stays grey): I420 converted by swscale as OpenCV's capture
+    converts a decoded frame, with the frame's matrix and range, so equal to its BGR."""
     if pixel_format != I420:
         return pixels
-    import cv2  # noqa: PLC0415  # only where frames are turned into pictures (the worker)
+    import av  # noqa: PLC0415  # only where frames are turned into pictures (the worker)
+    from av.video.reformatter import VideoReformatter  # noqa: PLC0415
 
-    return cast("Pixels", cv2.cvtColor(pixels, cv2.COLOR_YUV2BGR_I420))
+    if not hasattr(_converters, "reformatter"):  # one per thread: it keeps swscale's state,
+        _converters.reformatter = VideoReformatter()  # a third of a conversion made anew
+    frame = av.VideoFrame.from_ndarray(pixels, format="yuv420p")
+    frame.colorspace, frame.color_range = colour.space, colour.range
+    return cast("Pixels", _converters.reformatter.reformat(frame, format="bgr24").to_ndarray())
+
+
+_converters = threading.local()
 
 
 class FrameCodecError(ValueError):
@@ -50,6 +76,7 @@ class Frame:
     sequence: int
     captured_us: int
     pixel_format: PixelFormat = "bgr"
+    colour: Colour = UNSPECIFIED
 
     @property
     def height(self) -> int:
@@ -63,7 +90,7 @@ class Frame:
 
     def picture(self) -> Pixels:
         """The frame as the BGR (or grey) picture a recording saves."""
-        return to_bgr(self.pixels, self.pixel_format)
+        return to_bgr(self.pixels, self.pixel_format, self.colour)
 
 
 def encode_entry(
@@ -71,10 +98,12 @@ def encode_entry(
     source_index: int,
     sequence: int,
     captured_us: int,
+    *,
     pixel_format: PixelFormat = "bgr",
+    colour: Colour = UNSPECIFIED,
 ) -> dict[str, bytes | int]:
     """Stream fields for a frame: its shape and type beside the raw bytes, no compression;
-    an I420 frame says so (a BGR entry is what it always was)."""
+    an I420 frame says so, with its colour description (a BGR entry is what it always was)."""
     if pixels.dtype != np.uint8 or pixels.ndim not in {GREY, COLOUR}:
         raise FrameCodecError(f"unsupported frame: dtype {pixels.dtype}, shape {pixels.shape}")
     if pixel_format == I420 and (pixels.ndim != GREY or pixels.shape[0] % 3 or pixels.shape[1] % 2):
@@ -93,7 +122,7 @@ def encode_entry(
         "data": np.ascontiguousarray(pixels).tobytes(),
     }
     if pixel_format == I420:
-        fields["f"] = I420.encode()
+        fields.update({"f": I420.encode(), "cs": colour.space, "cr": colour.range})
     return fields
 
 
@@ -113,9 +142,19 @@ def decode_entry(stream_id: bytes | str, fields: dict[bytes, bytes]) -> Frame:
             sequence=int(fields[b"seq"]),
             captured_us=int(fields[b"ts"]),
             pixel_format=_format_of(fields.get(b"f")),
+            colour=_colour_of(fields),
         )
     except (KeyError, ValueError) as error:
         raise FrameCodecError(f"unreadable stream entry {stream_id!r}: {error}") from error
+
+
+def _colour_of(fields: dict[bytes, bytes]) -> Colour:
+    """An I420 entry's colour description; none written (older entries) is unspecified."""
+    space, range_ = fields.get(b"cs"), fields.get(b"cr")
+    return Colour(
+        UNSPECIFIED.space if space is None else int(space),
+        UNSPECIFIED.range if range_ is None else int(range_),
+    )
 
 
 def _format_of(field: bytes | None) -> PixelFormat:

@@ -180,9 +180,10 @@ class Settings(BaseSettings):
         description="Seconds a network source may stay silent before a reconnect.",
     )
     frame_format: Literal["bgr", "yuv"] = Field(
-        default="bgr",
-        description="Frames held as BGR (OpenCV), or as the decoder's YUV 4:2:0 where a file "
-        "or stream decodes to it (PyAV): half the bytes to push, hold and read.",
+        default="yuv",
+        description="Frames held as the decoder's YUV 4:2:0 where a file or stream decodes to "
+        "it (PyAV): half the bytes to push, hold and read, the same PNGs; or always as BGR "
+        "(OpenCV), as before.",
     )
     cameras: Annotated[list[str], NoDecode] = Field(
         default_factory=list,

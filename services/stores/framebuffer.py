@@ -18,7 +18,15 @@ import redis
 from redis import asyncio as aioredis
 
 from services.kernel import keys
-from services.kernel.framecodec import Frame, PixelFormat, Pixels, decode_entry, encode_entry
+from services.kernel.framecodec import (
+    UNSPECIFIED,
+    Colour,
+    Frame,
+    PixelFormat,
+    Pixels,
+    decode_entry,
+    encode_entry,
+)
 from services.stores.scripts import ADVANCE, PIN, TRIM
 
 log = logging.getLogger(__name__)
@@ -184,10 +192,13 @@ class FrameBuffer(BufferKeys):
         hard_cap: int,
         now_ms: int,
         pixel_format: PixelFormat = "bgr",
+        colour: Colour = UNSPECIFIED,
     ) -> str:
         """Add a frame with an ID ordered by capture time, index it, and trim the stream."""
         stream_id = self._next_id(captured_us // 1000)
-        fields = encode_entry(pixels, source_index, sequence, captured_us, pixel_format)
+        fields = encode_entry(
+            pixels, source_index, sequence, captured_us, pixel_format=pixel_format, colour=colour
+        )
         # One round trip, no MULTI: Redis runs the three in order, so the index never names a
         # frame the stream lacks; a reader in between misses at most the newest frame, which
         # the worker waits for anyway.

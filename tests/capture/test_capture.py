@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ import redis
 from services.capture.service import Capture
 from services.capture.source import FrameSource, open_source
 from services.capture.spec import SourceError, SourceSpec, parse_source
-from services.kernel.framecodec import PixelFormat, Pixels
+from services.kernel.framecodec import UNSPECIFIED, Colour, PixelFormat, Pixels
 from services.kernel.settings import Settings
 from services.stores.cameras import CameraRegistry
 from services.stores.framebuffer import FrameBuffer
@@ -50,7 +51,8 @@ def test_a_file_is_captured_at_its_native_rate_into_n_frames(
     buffer = FrameBuffer(client, settings.camera_id)
     capture = Capture(
         settings, spec=parse_source(str(video)), buffer=buffer,
-        registry=CameraRegistry(client), opener=open_source,
+        registry=CameraRegistry(client),
+        opener=partial(open_source, frame_format=settings.frame_format),
     )  # fmt: skip
     run_capture(capture, 2.5)
     assert 50 <= capture.counters.frames_read <= 70
@@ -68,6 +70,7 @@ class FlakyCamera:
 
     fps = 50.0
     pixel_format: PixelFormat = "bgr"
+    colour: Colour = UNSPECIFIED
 
     def __init__(self, frames: int, *, paced: bool = True) -> None:
         self.left = frames
@@ -123,7 +126,8 @@ def test_a_missing_file_stops_the_capture_with_a_failed_heartbeat(
     spec = SourceSpec("file", str(tmp_path / "gone.avi"))
     capture = Capture(
         settings, spec=spec, buffer=FrameBuffer(client, settings.camera_id),
-        registry=CameraRegistry(client), opener=open_source,
+        registry=CameraRegistry(client),
+        opener=partial(open_source, frame_format=settings.frame_format),
     )  # fmt: skip
     with pytest.raises(SourceError, match=r"gone\.avi"):
         capture.run(threading.Event())

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from services.capture.source import open_source
 from services.capture.spec import SourceError, parse_source, sample_video
-from services.kernel.framecodec import I420, to_bgr
+from services.kernel.framecodec import I420, Colour, to_bgr
 from tests.support.videos import read_index, write_h264, write_video
 
 
 def test_a_file_loops_back_to_its_first_frame(tmp_path: Path) -> None:
     """Reading past the end starts again at frame 0, with the source index reset."""
-    source = open_source(parse_source(str(write_video(tmp_path / "v.avi", frames=5))))
+    source = open_source(
+        parse_source(str(write_video(tmp_path / "v.avi", frames=5))), frame_format="bgr"
+    )
     indexes = []
     for _ in range(12):
         got = source.read()
@@ -63,9 +66,9 @@ def test_an_h264_file_gives_the_decoders_yuv_planes_and_loops(tmp_path: Path) ->
 
 
 def test_a_stream_not_in_yuv_420_is_decoded_to_bgr(tmp_path: Path) -> None:
-    """MJPEG decodes to full-range YUV (yuvj420p), which the worker's conversion is not for:
-    its frames come as BGR, as with OpenCV."""
-    source = open_source(parse_source(str(write_video(tmp_path / "v.avi", 3))), frame_format="yuv")
+    """YUV 4:4:4 has no I420 planes: its frames come as BGR, as with OpenCV."""
+    video = write_h264(tmp_path / "v.mp4", frames=3, pixel_format="yuv444p")
+    source = open_source(parse_source(str(video)), frame_format="yuv")
     assert source.pixel_format == "bgr"
     got = source.read()
     source.close()
@@ -73,6 +76,39 @@ def test_a_stream_not_in_yuv_420_is_decoded_to_bgr(tmp_path: Path) -> None:
     pixels, index = got
     assert pixels.shape == (240, 320, 3)
     assert read_index(pixels) == index == 0
+
+
+BT709 = ("-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709")
+
+
+@pytest.mark.parametrize(
+    ("coding", "colour"),
+    [
+        ("h264", Colour(space=5, range=1)),  # limited range, BT.601 (from the MJPEG it was made of)
+        ("h264 bt709", Colour(space=1, range=1)),  # an HD camera's own tags
+        ("mjpeg", Colour(space=5, range=2)),  # JPEG's full range (yuvj420p)
+    ],
+)
+def test_the_workers_picture_of_the_planes_is_opencvs_byte_for_byte(
+    tmp_path: Path, coding: str, colour: Colour
+) -> None:
+    """Whatever matrix and range the stream names, the planes a yuv capture holds become,
+    in the worker, exactly the BGR frame OpenCV decodes from the same file: a store that
+    switches SCO_FRAME_FORMAT saves the same PNGs."""
+    if coding == "mjpeg":
+        video = write_video(tmp_path / "v.avi", frames=4)
+    else:
+        video = write_h264(tmp_path / "v.mp4", 4, tags=BT709 if "bt709" in coding else ())
+    planar = open_source(parse_source(str(video)), frame_format="yuv")
+    opencv = open_source(parse_source(str(video)), frame_format="bgr")
+    assert (planar.pixel_format, planar.colour) == (I420, colour)
+    for _ in range(4):
+        planes, reference = planar.read(), opencv.read()
+        assert planes is not None
+        assert reference is not None
+        assert np.array_equal(to_bgr(planes[0], I420, planar.colour), reference[0])
+    planar.close()
+    opencv.close()
 
 
 def test_sources_are_classified_by_form() -> None:

@@ -14,7 +14,7 @@ import redis
 
 from services.capture.service import Capture, LiveStamps
 from services.capture.spec import SourceSpec
-from services.kernel.framecodec import PixelFormat, Pixels
+from services.kernel.framecodec import UNSPECIFIED, Colour, PixelFormat, Pixels
 from services.stores.cameras import CameraRegistry
 from services.stores.framebuffer import FrameBuffer
 from tests.support.servers import Servers, base_settings
@@ -39,6 +39,7 @@ class SlowFile:
 
     fps = FPS
     pixel_format: PixelFormat = "bgr"
+    colour: Colour = UNSPECIFIED
 
     def __init__(self, clock: Clock, frames: int, stop: threading.Event) -> None:
         self.clock, self.frames, self.stop = clock, frames, stop

@@ -11,6 +11,8 @@ import pytest
 
 from services.kernel.framecodec import (
     I420,
+    UNSPECIFIED,
+    Colour,
     FrameCodecError,
     Pixels,
     decode_entry,
@@ -38,20 +40,32 @@ def test_a_bgr_entry_keeps_its_layout_and_comes_back_equal() -> None:
 
 
 def test_an_i420_entry_is_marked_and_gives_the_converted_picture() -> None:
-    """The planes travel as they are, half of BGR's bytes; the picture is their BT.601
-    conversion, and carries the frame's index."""
+    """The planes travel as they are, half of BGR's bytes, with their colour description;
+    the picture is their conversion by that description, and carries the frame's index."""
     planes = cast("Pixels", cv2.cvtColor(draw_index(1234, 192, 48), cv2.COLOR_BGR2YUV_I420))
-    fields = encode_entry(planes, source_index=1234, sequence=1, captured_us=5, pixel_format=I420)
-    assert fields["f"] == b"i420"
+    bt709 = Colour(space=1, range=1)
+    fields = encode_entry(planes, 1234, sequence=1, captured_us=5, pixel_format=I420, colour=bt709)
+    assert (fields["f"], fields["cs"], fields["cr"]) == (b"i420", 1, 1)
     assert len(fields["data"]) == 192 * 48 * 3 // 2  # type: ignore[arg-type]
     frame = decode_entry("2-0", as_reply(fields))
-    assert frame.pixel_format == I420
+    assert (frame.pixel_format, frame.colour) == (I420, bt709)
     assert (frame.height, frame.width) == (48, 192)
     picture = frame.picture()
-    assert np.array_equal(picture, cv2.cvtColor(planes, cv2.COLOR_YUV2BGR_I420))
     assert picture.shape == (48, 192, 3)
     assert read_index(picture) == 1234
-    assert np.array_equal(to_bgr(planes, I420), picture)
+    assert np.array_equal(to_bgr(planes, I420, bt709), picture)
+    assert not np.array_equal(to_bgr(planes, I420), picture)  # BT.601 renders it otherwise
+
+
+def test_an_i420_entry_without_a_colour_description_converts_as_bt601() -> None:
+    """Entries written before the description was kept read as unspecified: BT.601 in
+    limited range, what FFmpeg assumes."""
+    planes = cast("Pixels", cv2.cvtColor(draw_index(5, 192, 48), cv2.COLOR_BGR2YUV_I420))
+    fields = as_reply(encode_entry(planes, 5, 1, 5, pixel_format=I420))
+    del fields[b"cs"], fields[b"cr"]
+    frame = decode_entry(b"4-0", fields)
+    assert frame.colour == UNSPECIFIED
+    assert read_index(frame.picture()) == 5
 
 
 @pytest.mark.parametrize("shape", [(50, 64), (72, 63), (72, 64, 3)])

@@ -31,16 +31,23 @@ def draw_index(index: int, width: int, height: int) -> Pixels:
 
 
 def write_h264(
-    path: Path, frames: int, width: int = 320, height: int = 240, fps: float = 25.0
+    path: Path,
+    frames: int,
+    width: int = 320,
+    height: int = 240,
+    fps: float = 25.0,
+    pixel_format: str = "yuv420p",
+    tags: tuple[str, ...] = (),
 ) -> Path:
-    """The indexed frames as lossless H.264 in YUV 4:2:0 (what a camera sends, without the
-    loss), written by ffmpeg: OpenCV cannot write H.264."""
+    """The indexed frames as lossless H.264, in YUV 4:2:0 unless asked (what a camera sends,
+    without the loss), with ffmpeg's colour `tags` if any; written by ffmpeg: OpenCV cannot
+    write H.264."""
     ffmpeg = shutil.which("ffmpeg")
     assert ffmpeg is not None, "these tests need ffmpeg (apt-get install ffmpeg)"
     mjpeg = write_video(path.with_suffix(".avi"), frames, width, height, fps)
     subprocess.run(  # ffmpeg on the test's own file
         [ffmpeg, "-loglevel", "error", "-y", "-i", str(mjpeg), "-c:v", "libx264",
-         "-preset", "ultrafast", "-qp", "0", "-pix_fmt", "yuv420p", str(path)],
+         "-preset", "ultrafast", "-qp", "0", "-pix_fmt", pixel_format, *tags, str(path)],
         check=True, timeout=120,
     )  # fmt: skip
     return path
