@@ -21,7 +21,7 @@ from services.stores.recordings import RecordingStore
 from services.stores.retention import RetentionStore
 from services.stores.storage import Storage
 from services.stores.taskqueue import make_celery
-from services.worker.encoder import make_encoder, single_threaded_opencv
+from services.worker.encoder import make_encoder
 from services.worker.liveness import Takeover, install
 from services.worker.metrics import serving_registry
 from services.worker.prune import Pruner
@@ -92,7 +92,6 @@ def main(settings: Settings) -> None:
     configure_logging(settings.log_level)
     # Encoding is bulk work; a late frame is lost evidence. Pool processes inherit this.
     os.nice(settings.worker_nice)
-    single_threaded_opencv()
     if settings.metrics_port:
         start_http_server(settings.metrics_port, registry=serving_registry())
     # A folder younger than a pin may still be adopted by its job's next attempt.

@@ -15,9 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import TypeVar, cast
-
-import cv2
+from typing import TypeVar
 
 from services.kernel.backoff import compute_backoff
 from services.kernel.contracts import (
@@ -29,7 +27,7 @@ from services.kernel.contracts import (
     to_us,
     utcnow,
 )
-from services.kernel.framecodec import Frame, Pixels
+from services.kernel.framecodec import Frame
 from services.kernel.outages import TRANSIENT
 from services.kernel.signing import Signer
 from services.stores.framebuffer import FrameBuffer, Window
@@ -44,7 +42,7 @@ from services.stores.storage import (
     full_disk_as_error,
 )
 from services.worker import journal
-from services.worker.encoder import Encoder, thumbnail
+from services.worker.encoder import Encoder, read_png, thumbnail
 from services.worker.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
@@ -337,8 +335,7 @@ class Recorder:
         if newest is not None:
             staged.write(THUMBNAIL, thumbnail(newest.picture()))
         elif records:
-            pixels = cv2.imread(str(staged.path / records[-1].file), cv2.IMREAD_UNCHANGED)
-            staged.write(THUMBNAIL, thumbnail(cast(Pixels, pixels)))
+            staged.write(THUMBNAIL, thumbnail(read_png(staged.path / records[-1].file)))
 
 
 def _record_of(frame: Frame, name: str) -> FrameRecord:
