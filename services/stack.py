@@ -1,5 +1,6 @@
 """`sco-recorder up`: the whole stack on one machine, each service in its own process but
-beat, which runs as a thread of the supervisor (an interpreter fewer, docs/benchmarks.md)."""
+beat and the API, which run as threads of the supervisor (an interpreter fewer each,
+docs/benchmarks.md); with SCO_API_WORKERS > 1 the API has its own processes."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import signal
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -19,9 +21,12 @@ from services.runtime.beat import BeatThread
 from services.runtime.launcher import ServiceProcess
 from services.runtime.redisserver import RedisServer
 
+if TYPE_CHECKING:
+    from services.api.main import ApiThread
+
 log = logging.getLogger(__name__)
 
-SERVICES = ("api", "worker")  # beside one capture per camera, and beat in this process
+SERVICES = ("worker",)  # beside one capture per camera, and beat and the API in this process
 URLS_FILE = Path(".redis") / "urls.json"  # under the recordings root: tools find the stack's Redis
 STOP_TIMEOUT = 15.0
 READY_TIMEOUT = 60.0
@@ -36,6 +41,7 @@ class Stack:
         self.servers: list[RedisServer] = []
         self.processes: dict[str, ServiceProcess] = {}
         self.beat: BeatThread | None = None
+        self.api: ApiThread | None = None
         self.generated_key: str | None = None
 
     def start(self) -> None:
@@ -49,6 +55,12 @@ class Stack:
         captures = start_captures(self.settings, first_port=1)  # the worker has the first
         self.processes.update({f"capture {camera}": p for camera, p in captures.items()})
         services = list(SERVICES)
+        if self.settings.api_workers > 1:
+            services.append("api")
+        else:
+            from services.api.main import ApiThread  # noqa: PLC0415  # `captures` needs none of it
+
+            self.api = ApiThread(self.settings).start()
         if self.settings.mqtt_url:
             services.append("mqtt")
         if self.settings.webhooks:
@@ -91,6 +103,8 @@ class Stack:
                 return name
         if self.beat is not None and not self.beat.running:
             return "beat"
+        if self.api is not None and not self.api.running:
+            return "api"
         return None
 
     def run_until_stopped(self, stop: threading.Event) -> int:
@@ -106,13 +120,15 @@ class Stack:
         return 0
 
     def stop(self) -> None:
-        """Stop beat, SIGTERM every service, give it time to finish its work, then stop
-        Redis."""
+        """Stop beat, stop the API and SIGTERM every service, give them time to finish
+        their work, then stop Redis."""
         if self.beat is not None:
             self.beat.stop()
         for process in self.processes.values():
             process.send(signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT
+        if self.api is not None:
+            self.api.stop(timeout=STOP_TIMEOUT)
         for name, process in self.processes.items():
             if process.wait(timeout=max(0.1, deadline - time.monotonic())) == -signal.SIGKILL:
                 log.warning("%s did not stop in time; killed it", name)

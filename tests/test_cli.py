@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -64,9 +65,10 @@ def test_up_records_a_video_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
         sent = run_cli(["send", "--url", f"http://127.0.0.1:{port}", "--count", "3"])
         assert sent.returncode == 0, sent.stderr
         assert sent.stdout.count(" complete 5/5 frames") == 3, sent.stdout
-        # Beat runs on a thread of `up` itself: its probe sees the prune passes it sends.
+        # Beat and the API run on threads of `up` itself (the API just answered `send`);
+        # beat's probe sees the prune passes it sends.
         children = psutil.Process(up.pid).children(recursive=True)
-        assert not any("beat" in child.cmdline() for child in children)
+        assert not any({"beat", "api"} & set(child.cmdline()) for child in children)
         urls = json.loads((output / ".redis" / "urls.json").read_text())
         stack_env = {**clean_env(), "SCO_REDIS_URL": urls["redis_url"],
                      "SCO_BROKER_URL": urls["broker_url"]}  # fmt: skip
@@ -130,9 +132,31 @@ def test_up_leaves_no_redis_behind_when_the_second_server_cannot_start(tmp_path:
     )  # fmt: skip
     assert result.returncode != 0
     assert "broker-redis cannot use" in result.stderr
-    left = [
+    assert processes_naming(output) == []
+
+
+def test_up_stops_with_the_reason_when_its_api_port_is_taken(tmp_path: Path) -> None:
+    """The API thread cannot listen: `up` names it, stops everything it started, exit 1."""
+    output = tmp_path / "recordings"
+    video = write_video(tmp_path / "lane.avi", frames=50)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [*CLI, "up", "--source", str(video), "--output", str(output), "--port", str(port)],
+            env=clean_env(), capture_output=True, text=True, timeout=90, check=False,
+        )  # fmt: skip
+    assert result.returncode != 0
+    assert "api did not start" in result.stderr
+    assert "address already in use" in result.stderr
+    assert processes_naming(output) == []
+
+
+def processes_naming(output: Path) -> list[list[str]]:
+    """Command lines of the processes still running with `output` in them (its Redis)."""
+    return [
         process.info["cmdline"]
         for process in psutil.process_iter(["cmdline"])
         if str(output) in " ".join(process.info["cmdline"] or [])
     ]
-    assert left == []

@@ -1,9 +1,10 @@
-"""API entry point: serve the app with uvicorn until SIGTERM."""
+"""API entry point: serve the app with uvicorn until SIGTERM; or on a thread of `up`."""
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 
 import uvicorn
 from fastapi import FastAPI
@@ -22,16 +23,21 @@ from services.runtime.lifecycle import Lifecycle, shared_metrics
 log = logging.getLogger(__name__)
 
 
-def main(settings: Settings) -> None:
-    """Serve the API on settings.host:settings.port; uvicorn handles SIGTERM gracefully."""
-    configure_logging(settings.log_level)
-    settings = announce_exposure(settings)
-    options = {
+def uvicorn_options(settings: Settings) -> dict[str, str | int | bool]:
+    """Where and how uvicorn serves the API."""
+    return {
         "host": settings.host,
         "port": settings.port,
         "log_level": settings.log_level.lower(),
         "access_log": False,
     }
+
+
+def main(settings: Settings) -> None:
+    """Serve the API on settings.host:settings.port; uvicorn handles SIGTERM gracefully."""
+    configure_logging(settings.log_level)
+    settings = announce_exposure(settings)
+    options = uvicorn_options(settings)
     if settings.api_workers == 1:
         uvicorn.run(create_app(settings), **options)  # type: ignore[arg-type]  # uvicorn.run's options are typed one by one
         return
@@ -67,6 +73,33 @@ def announce_exposure(settings: Settings) -> Settings:
             settings.host, url,
         )  # fmt: skip
     return settings
+
+
+class ApiThread:
+    """One API process's work on a thread of this one: what `up` runs unless
+    SCO_API_WORKERS asks for several processes (an interpreter fewer, ~55 MB;
+    docs/benchmarks.md). uvicorn leaves the signals to the main thread off it."""
+
+    def __init__(self, settings: Settings) -> None:
+        config = uvicorn.Config(create_app(settings), **uvicorn_options(settings))  # type: ignore[arg-type]  # as above
+        self._server = uvicorn.Server(config)
+        # A port in use ends the server (and the thread) with the reason logged.
+        self._thread = threading.Thread(target=self._server.run, name="api", daemon=True)
+
+    def start(self) -> ApiThread:
+        """Start serving."""
+        self._thread.start()
+        return self
+
+    @property
+    def running(self) -> bool:
+        """Whether it still serves (or is starting)."""
+        return self._thread.is_alive()
+
+    def stop(self, timeout: float) -> None:
+        """Finish the requests in flight, as SIGTERM makes uvicorn do, and stop."""
+        self._server.should_exit = True
+        self._thread.join(timeout)
 
 
 def app_from_environment() -> FastAPI:
