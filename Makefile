@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 SOURCE ?= sample
 OUTPUT ?= recordings
 
-.PHONY: install run test test-fast test-docker lint audit bench chaos lock clean
+.PHONY: install system-packages run test test-fast test-docker lint audit bench chaos lock clean
 
 $(BIN)/.installed: pyproject.toml requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -18,10 +18,13 @@ install: $(BIN)/.installed
 run: install  ## Record the sample video (or SOURCE=...) into OUTPUT; Ctrl-C stops.
 	$(BIN)/sco-recorder up --source $(SOURCE) --output $(OUTPUT)
 
-test: install  ## The whole test suite: real Redis, Celery, HTTP and video decoding.
+system-packages: install  ## The Debian packages the tests drive (ffmpeg, chromium, ...), if missing.
+	PYTHON=$(BIN)/python scripts/system-packages
+
+test: system-packages  ## The whole test suite: real Redis, Celery, HTTP and video decoding.
 	$(BIN)/python -m pytest
 
-test-fast: install  ## Everything but the process-level (e2e) tests: a minute's feedback in seconds.
+test-fast: system-packages  ## Everything but the process-level (e2e) tests: a minute's feedback in seconds.
 	$(BIN)/python -m pytest -m "not e2e and not docker" -q
 
 test-docker: install  ## Build the images and run the compose stack with 3 workers (root).
@@ -32,7 +35,8 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-bench: install  ## Every benchmark of docs/benchmarks.md (needs wrk: apt-get install wrk).
+bench: install  ## Every benchmark of docs/benchmarks.md.
+	PYTHON=$(BIN)/python scripts/system-packages wrk
 	$(BIN)/python -m bench.encoders
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.latency
@@ -43,7 +47,7 @@ bench: install  ## Every benchmark of docs/benchmarks.md (needs wrk: apt-get ins
 	$(BIN)/python -m bench.naive
 	$(BIN)/python -m bench.prune
 
-chaos: install  ## Kill processes at random under steady traffic for 5 min; every goal checked (docs/reliability.md).
+chaos: system-packages  ## Kill processes at random under steady traffic for 5 min; every goal checked (docs/reliability.md).
 	$(BIN)/python -m bench.chaos --mqtt
 
 audit: install  ## Known vulnerabilities in the images' pinned dependencies (requirements.lock).

@@ -79,7 +79,7 @@ class PyAVSource:
 
     def read(self) -> tuple[Pixels, int] | None:
         """The next frame in the format chosen at opening; None if the source failed or
-        changed its format or size (the capture then opens it again)."""
+        changed its format, size or colour (the capture then opens it again)."""
         frame = self._first if self._first is not None else self._next()
         self._first = None
         if frame is None:
@@ -87,7 +87,7 @@ class PyAVSource:
                 raise SourceError(f"source {self.spec.shown!r}: cannot decode a frame")
             return None
         if (frame.format.name, frame.width, frame.height, _colour_of(frame)) != self._shape:
-            log.warning("source %r changed its format or size; reopening", self.spec.shown)
+            log.warning("source %r changed its format, size or colour; reopening", self.spec.shown)
             return None
         self._time = frame.time
         if self.pixel_format == I420:
