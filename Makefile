@@ -4,6 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 SOURCE ?= sample
 OUTPUT ?= recordings
+SYSTEM_PACKAGES := PYTHON=$(BIN)/python scripts/system-packages
 
 .PHONY: install system-packages run test test-fast test-docker lint audit bench chaos lock clean
 
@@ -19,7 +20,7 @@ run: install  ## Record the sample video (or SOURCE=...) into OUTPUT; Ctrl-C sto
 	$(BIN)/sco-recorder up --source $(SOURCE) --output $(OUTPUT)
 
 system-packages: install  ## The Debian packages the tests drive (ffmpeg, chromium, ...), if missing.
-	PYTHON=$(BIN)/python scripts/system-packages
+	$(SYSTEM_PACKAGES)
 
 test: system-packages  ## The whole test suite: real Redis, Celery, HTTP and video decoding.
 	$(BIN)/python -m pytest
@@ -36,7 +37,7 @@ lint: install
 	$(BIN)/mypy
 
 bench: install  ## Every benchmark of docs/benchmarks.md.
-	PYTHON=$(BIN)/python scripts/system-packages wrk
+	$(SYSTEM_PACKAGES) wrk
 	$(BIN)/python -m bench.encoders
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.latency

@@ -63,15 +63,7 @@ def run(*command: str, timeout: float = 900, **kwargs: object) -> str:
 
 def apt_install(*packages: str) -> None:
     """Install Debian packages without starting any service they bring."""
-    run("apt-get", "update", "-q")
-    policy = Path("/usr/sbin/policy-rc.d")
-    policy.write_text("#!/bin/sh\nexit 101\n")
-    policy.chmod(0o755)
-    try:
-        run("apt-get", "install", "-y", "-q", "--no-install-recommends", *packages,
-            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})  # fmt: skip
-    finally:
-        policy.unlink()
+    run(str(ROOT / "scripts" / "apt-install"), *packages)
 
 
 def engine_answers() -> bool:
